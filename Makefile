@@ -1,0 +1,47 @@
+# meshlab: `make demo` runs the main job, `make test` runs the whole suite.
+# Both create .venv on first use and install what they need, including Debian's
+# prometheus and victoria-metrics when run as root or with passwordless sudo.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck pytest bench servers clean
+
+demo: servers $(VENV)/.installed-base
+	$(BIN)/meshlab demo
+
+test: servers $(VENV)/.installed-dev lint typecheck pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+# pytest exits 5 when it collects nothing: a broken suite, not a pass.
+pytest: $(VENV)/.installed-dev
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the suite is missing or broken" >&2; fi; \
+	exit $$status
+
+bench: servers $(VENV)/.installed-dev
+	$(BIN)/python bench/bench_query_range.py
+
+servers:
+	@scripts/install-servers
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV) || { echo "python3 -m venv failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed-base: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.installed-base
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache out

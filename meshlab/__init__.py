@@ -1,0 +1,70 @@
+"""meshlab: service-mesh golden signals from Prometheus as tidy pandas frames.
+
+``import meshlab`` is cheap: names are imported on first use (PEP 562), so the HTTP
+stack, Arrow, altair, kubernetes and jupyter load only when something needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "Prometheus": "meshlab.prometheus.client",
+    "from_prometheus_pandas": "meshlab.prometheus.interop",
+    "promql": "meshlab.prometheus.promql",
+    "LocalPrometheus": "meshlab.prometheus.local",
+    "LocalVictoriaMetrics": "meshlab.prometheus.local",
+    "validate": "meshlab.schema",
+    "schema": "meshlab.schema",
+    "timeutil": "meshlab.timeutil",
+    "errors": "meshlab.errors",
+    "MeshlabError": "meshlab.errors",
+    "QueryError": "meshlab.errors",
+    "SchemaError": "meshlab.errors",
+    "PrometheusError": "meshlab.errors",
+    "PrometheusUnavailable": "meshlab.errors",
+    "PrometheusWarning": "meshlab.errors",
+    "ResponseError": "meshlab.errors",
+    "InvalidArgument": "meshlab.errors",
+    "BinaryNotFoundError": "meshlab.errors",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
+    from . import errors as errors
+    from . import schema as schema
+    from . import timeutil as timeutil
+    from .errors import BinaryNotFoundError as BinaryNotFoundError
+    from .errors import InvalidArgument as InvalidArgument
+    from .errors import MeshlabError as MeshlabError
+    from .errors import PrometheusError as PrometheusError
+    from .errors import PrometheusUnavailable as PrometheusUnavailable
+    from .errors import PrometheusWarning as PrometheusWarning
+    from .errors import QueryError as QueryError
+    from .errors import ResponseError as ResponseError
+    from .errors import SchemaError as SchemaError
+    from .prometheus import promql as promql
+    from .prometheus.client import Prometheus as Prometheus
+    from .prometheus.interop import from_prometheus_pandas as from_prometheus_pandas
+    from .prometheus.local import LocalPrometheus as LocalPrometheus
+    from .prometheus.local import LocalVictoriaMetrics as LocalVictoriaMetrics
+    from .schema import validate as validate
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'meshlab' has no attribute {name!r}")
+    module = importlib.import_module(module_name)
+    value = module if module_name.rsplit(".", 1)[-1] == name else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,206 @@
+"""Write OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics``.
+
+The rules promtool enforces, some of them silently:
+
+- timestamps are in seconds (milliseconds are accepted and land in the year 58,000);
+- each series' samples must be in increasing time order, or promtool drops them;
+- all samples of one metric family are contiguous, after its ``# TYPE`` line;
+- the file ends with ``# EOF``.
+
+The writer takes whole series at once (arrays of times and values), so callers cannot
+interleave them by accident.
+"""
+
+from __future__ import annotations
+
+import io  # noqa: F401  (used by the doctest)
+import math
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from .errors import InvalidArgument
+from .timeutil import format_unix_ms
+
+__all__ = [
+    "OpenMetricsWriter",
+    "Series",
+    "format_labels",
+    "format_value",
+    "seconds_to_millis_lines",
+    "write_openmetrics",
+]
+
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_TYPES = ("counter", "gauge", "histogram", "summary", "unknown", "info", "stateset", "gaugehistogram")
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series to write: a sample name, its labels, and its points.
+
+    Attributes
+    ----------
+    name : str
+        The sample name as stored, e.g. ``request_total`` or ``response_latency_ms_bucket``.
+    labels : mapping of str to str
+        The label set (without ``__name__``).
+    timestamps_ms : sequence of int
+        Milliseconds since the epoch, strictly increasing.
+    values : sequence of float
+        One value per timestamp; NaN and infinities are allowed.
+    """
+
+    name: str
+    labels: Mapping[str, str]
+    timestamps_ms: Sequence[int] | np.ndarray
+    values: Sequence[float] | np.ndarray
+
+
+def format_value(value: float) -> str:
+    """Format a sample value exactly: shortest round-trip repr, ``NaN``, ``+Inf``, ``-Inf``."""
+    value = float(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """Format a label set as ``{a="1",b="2"}`` (empty string for no labels), escaping values."""
+    if not labels:
+        return ""
+    parts = []
+    for name, value in labels.items():
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise InvalidArgument(f"{name!r} is not a label name that can be written")
+        if not isinstance(value, str):
+            raise InvalidArgument(f"label {name!r} has a non-string value {value!r}")
+        parts.append(f'{name}="{_escape(value)}"')
+    return "{" + ",".join(parts) + "}"
+
+
+def _seconds(ms: int) -> str:
+    return format_unix_ms(ms).removesuffix(".000")
+
+
+class OpenMetricsWriter:
+    """Stream OpenMetrics text to a file, one metric family at a time.
+
+    Examples
+    --------
+    >>> buf = io.StringIO()
+    >>> with OpenMetricsWriter(buf) as w:
+    ...     w.family("up", "gauge")
+    ...     w.series("up", {"job": "a"}, [1700000000000], [1.0])
+    >>> print(buf.getvalue(), end="")
+    # TYPE up gauge
+    up{job="a"} 1.0 1700000000
+    # EOF
+    """
+
+    def __init__(self, out: IO[str]):
+        self._out = out
+        self._families: set[str] = set()
+        self._closed = False
+
+    def __enter__(self) -> OpenMetricsWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+
+    def family(self, name: str, type: str = "unknown", help: str | None = None) -> None:
+        """Start a metric family; its samples must follow before the next family."""
+        if not _METRIC_NAME.match(name):
+            raise InvalidArgument(f"{name!r} is not a valid metric family name")
+        if type not in _TYPES:
+            raise InvalidArgument(f"unknown OpenMetrics type {type!r}; must be one of {', '.join(_TYPES)}")
+        if name in self._families:
+            raise InvalidArgument(f"family {name!r} was already written; OpenMetrics needs its samples together")
+        self._families.add(name)
+        self._out.write(f"# TYPE {name} {type}\n")
+        if help:
+            self._out.write(f"# HELP {name} {_escape(help)}\n")
+
+    def series(self, name: str, labels: Mapping[str, str], timestamps_ms: Iterable[int],
+               values: Iterable[float]) -> None:
+        """Write every point of one series, in increasing time order."""
+        if not _METRIC_NAME.match(name):
+            raise InvalidArgument(f"{name!r} is not a valid metric name")
+        times = np.asarray(timestamps_ms, dtype=np.int64)
+        vals = np.asarray(values, dtype=np.float64)
+        if times.shape != vals.shape:
+            raise InvalidArgument(f"series {name}: {len(times)} timestamps but {len(vals)} values")
+        if len(times) > 1 and not (np.diff(times) > 0).all():
+            raise InvalidArgument(f"series {name}{format_labels(labels)}: timestamps must strictly increase")
+        prefix = name + format_labels(labels) + " "
+        self._out.write("".join(
+            f"{prefix}{format_value(v)} {_seconds(t)}\n" for t, v in zip(times.tolist(), vals.tolist(), strict=True)
+        ))
+
+    def close(self) -> None:
+        """Write the closing ``# EOF`` line."""
+        if not self._closed:
+            self._out.write("# EOF\n")
+            self._closed = True
+
+
+def write_openmetrics(path: str | os.PathLike[str], series: Iterable[Series],
+                      types: Mapping[str, str] | None = None) -> Path:
+    """Write series to an OpenMetrics file, grouping them by sample name.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write (written atomically: a temporary file, then renamed).
+    series : iterable of Series
+        The series; their order within a name is kept.
+    types : mapping, optional
+        The OpenMetrics type per sample name; ``unknown`` by default, which stores every
+        sample under exactly its given name.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    grouped: dict[str, list[Series]] = {}
+    for s in series:
+        grouped.setdefault(s.name, []).append(s)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="\n") as out, OpenMetricsWriter(out) as writer:
+        for name, members in grouped.items():
+            writer.family(name, (types or {}).get(name, "unknown"))
+            for s in members:
+                writer.series(s.name, s.labels, s.timestamps_ms, s.values)
+    os.replace(tmp, path)
+    return path
+
+
+def seconds_to_millis_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Rewrite OpenMetrics sample lines from second to millisecond timestamps.
+
+    VictoriaMetrics' ``/api/v1/import/prometheus`` reads the Prometheus text format,
+    whose timestamps are milliseconds. Comment lines (``# TYPE``, ``# EOF``) pass through.
+    """
+    for line in lines:
+        if not line.strip() or line.startswith(b"#"):
+            yield line
+            continue
+        head, _, stamp = line.rstrip(b"\n").rpartition(b" ")
+        millis = Decimal(stamp.decode()) * 1000
+        yield head + b" " + str(int(millis.to_integral_value())).encode() + b"\n"

@@ -1,0 +1,400 @@
+"""Real Prometheus and VictoriaMetrics servers on loopback, for tests, notebooks and demos.
+
+Both start from a binary on PATH, listen on a free ``127.0.0.1`` port, keep their data
+in a temporary directory, and are stopped by PID when the ``with`` block ends (or when
+the object is garbage-collected, or at interpreter exit, whichever comes first).
+
+Examples
+--------
+>>> with LocalPrometheus(openmetrics="data.om") as server:   # doctest: +SKIP
+...     server.client.query("up")
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from ..errors import BinaryNotFoundError, MeshlabError
+from ..openmetrics import seconds_to_millis_lines
+from .client import Prometheus
+
+__all__ = ["LocalPrometheus", "LocalVictoriaMetrics", "find_binary"]
+
+INSTALL_HINTS = {
+    "prometheus": "install it with `apt-get install --no-install-recommends prometheus` (Debian/Ubuntu) "
+    "or `conda install -c conda-forge prometheus`",
+    "victoria-metrics": "install it with `apt-get install --no-install-recommends victoria-metrics` "
+    "(Debian/Ubuntu) or download victoria-metrics-prod from the VictoriaMetrics releases",
+}
+INSTALL_HINTS["promtool"] = INSTALL_HINTS["prometheus"] + " (promtool ships with it)"
+
+
+def find_binary(name: str, *alternatives: str, env: str | None = None) -> str:
+    """Return the path of a server binary, or raise with instructions to install it.
+
+    Parameters
+    ----------
+    name : str
+        ``prometheus``, ``promtool`` or ``victoria-metrics``.
+    *alternatives : str
+        Other names to try, e.g. ``victoria-metrics-prod``.
+    env : str, optional
+        An environment variable that may hold an explicit path, e.g. ``MESHLAB_PROMETHEUS``.
+    """
+    explicit = os.environ.get(env) if env else None
+    if explicit:
+        if os.access(explicit, os.X_OK):
+            return explicit
+        raise BinaryNotFoundError(f"${env}={explicit!r} is not an executable file")
+    for candidate in (name, *alternatives):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    hint = INSTALL_HINTS.get(name, "install it and put it on PATH")
+    raise BinaryNotFoundError(f"`{name}` was not found on PATH; {hint}")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    # Linux: stop the server if the Python process that started it is killed outright
+    # (SIGKILL, a crashed kernel), when no finalizer can run.
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _terminate(process: subprocess.Popen[bytes], workdir: str | None) -> None:
+    if process.poll() is None:
+        try:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+    if workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class _LocalServer:
+    """Start a server process on a free port, wait until it is ready, stop it by PID."""
+
+    name = "server"
+    ready_path = "/"
+    start_timeout = 60.0
+
+    def __init__(self, *, workdir: str | os.PathLike[str] | None = None, keep: bool = False):
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=f"meshlab-{self.name}-"))
+        self.keep = keep
+        self.port: int | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._log: IO[bytes] | None = None
+        self._client: Prometheus | None = None
+
+    # Subclasses fill these in.
+    def _prepare(self) -> None:
+        """Work done before the process starts (e.g. a backfill)."""
+
+    def _command(self, port: int) -> list[str]:
+        raise NotImplementedError
+
+    def _after_start(self) -> None:
+        """Work done once the server answers (e.g. an import)."""
+
+    @property
+    def url(self) -> str:
+        """The server's base URL, e.g. ``http://127.0.0.1:40123``."""
+        if self.port is None:
+            raise MeshlabError(f"the {self.name} server is not running; use it in a `with` block or call start()")
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process ID while it runs."""
+        return self.process.pid if self.process is not None and self.process.poll() is None else None
+
+    @property
+    def client(self) -> Prometheus:
+        """A :class:`meshlab.Prometheus` client for this server."""
+        if self._client is None:
+            self._client = Prometheus(self.url)
+        return self._client
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote to its log."""
+        path = self.workdir / f"{self.name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def start(self) -> _LocalServer:
+        """Prepare the data, start the process on a free port and wait until it is ready."""
+        if self.process is not None:
+            return self
+        self._prepare()
+        for _attempt in range(3):
+            port = free_port()
+            self._log = open(self.workdir / f"{self.name}.log", "ab")  # noqa: SIM115 - open while it runs
+            self.process = subprocess.Popen(
+                self._command(port), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.workdir, start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+            self._finalizer = weakref.finalize(
+                self, _terminate, self.process, str(self.workdir) if self._own_workdir and not self.keep else None
+            )
+            self.port = port
+            if self._wait_ready():
+                break
+            self._finalizer.detach()
+            _terminate(self.process, None)
+            self._log.close()
+            self.process = None
+            self.port = None
+            if "address already in use" not in self.log_tail(5):
+                raise MeshlabError(f"{self.name} did not start; its log ends with:\n{self.log_tail()}")
+        else:
+            raise MeshlabError(f"{self.name} could not find a free port after 3 attempts")
+        self._after_start()
+        return self
+
+    def _wait_ready(self) -> bool:
+        assert self.process is not None
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            try:
+                if requests.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                    return True
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise MeshlabError(
+            f"{self.name} did not become ready within {self.start_timeout:g} s; log:\n{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """Stop the server by its PID and remove its temporary data."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._finalizer is not None:
+            self._finalizer()  # terminates the process and removes the workdir, once
+            self._finalizer = None
+        elif self._own_workdir and not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        self.process = None
+        self.port = None
+
+    def __enter__(self) -> Any:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = f"pid={self.pid} url={self.url}" if self.pid else "stopped"
+        return f"<{type(self).__name__} {state}>"
+
+
+class LocalPrometheus(_LocalServer):
+    """A real ``prometheus`` with a temporary TSDB, optionally backfilled from OpenMetrics.
+
+    Parameters
+    ----------
+    openmetrics : path-like or sequence of path-like, optional
+        OpenMetrics files to backfill with ``promtool tsdb create-blocks-from openmetrics``
+        before the server starts.
+    config : str, optional
+        The ``prometheus.yml`` text; by default an empty config with no scrape jobs.
+    extra_args : sequence of str
+        More command-line flags for ``prometheus``.
+    workdir : path-like, optional
+        Where to keep the TSDB; a temporary directory (removed on stop) by default.
+    keep : bool
+        Keep the temporary directory after stopping, for debugging.
+
+    Notes
+    -----
+    Retention is set to 100 years so that backfilled history is never deleted.
+    The binaries are found on PATH, or from ``$MESHLAB_PROMETHEUS`` / ``$MESHLAB_PROMTOOL``.
+    """
+
+    name = "prometheus"
+    ready_path = "/-/ready"
+
+    def __init__(self, openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+                 *, config: str | None = None, extra_args: Sequence[str] = (),
+                 workdir: str | os.PathLike[str] | None = None, keep: bool = False):
+        self.binary = find_binary("prometheus", env="MESHLAB_PROMETHEUS")
+        if openmetrics is None:
+            files: list[Path] = []
+        elif isinstance(openmetrics, (str, os.PathLike)):
+            files = [Path(openmetrics)]
+        else:
+            files = [Path(p) for p in openmetrics]
+        self.promtool = find_binary("promtool", env="MESHLAB_PROMTOOL") if files else None
+        for path in files:
+            if not path.is_file():
+                raise FileNotFoundError(f"OpenMetrics file {str(path)!r} does not exist")
+        super().__init__(workdir=workdir, keep=keep)
+        self.openmetrics = files
+        self.config = config if config is not None else "global:\n  scrape_interval: 15s\nscrape_configs: []\n"
+        self.extra_args = list(extra_args)
+
+    def _prepare(self) -> None:
+        data = self.workdir / "data"
+        data.mkdir(exist_ok=True)
+        (self.workdir / "prometheus.yml").write_text(self.config)
+        for path in self.openmetrics:
+            backfill(path, data, promtool=self.promtool)
+
+    def _command(self, port: int) -> list[str]:
+        return [
+            self.binary,
+            f"--config.file={self.workdir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=100y",
+            "--log.level=warn",
+            *self.extra_args,
+        ]
+
+
+def backfill(openmetrics: str | os.PathLike[str], data_dir: str | os.PathLike[str], *,
+             promtool: str | None = None) -> None:
+    """Turn an OpenMetrics file into TSDB blocks with ``promtool tsdb create-blocks-from openmetrics``.
+
+    Raises
+    ------
+    MeshlabError
+        With promtool's own message when it rejects the file.
+    """
+    tool = promtool or find_binary("promtool", env="MESHLAB_PROMTOOL")
+    result = subprocess.run(
+        [tool, "tsdb", "create-blocks-from", "openmetrics", str(openmetrics), str(data_dir)],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-10:]
+        raise MeshlabError(f"promtool could not backfill {str(openmetrics)!r}:\n" + "\n".join(detail))
+
+
+class LocalVictoriaMetrics(_LocalServer):
+    """A real single-node VictoriaMetrics, loaded through ``/api/v1/import/prometheus``.
+
+    It stands in for the scale-out Prometheus-compatible engines (VictoriaMetrics
+    cluster, Thanos, Mimir). OpenMetrics files are streamed to the import endpoint with
+    their timestamps rewritten to milliseconds, then flushed so they are searchable.
+
+    Parameters
+    ----------
+    openmetrics : path-like or sequence of path-like, optional
+        Files to import once the server is up.
+    extra_args : sequence of str
+        More command-line flags for ``victoria-metrics``.
+
+    Notes
+    -----
+    Two behaviours differ from Prometheus and are not hidden: range queries are aligned to
+    multiples of ``step`` unless ``nocache=1`` is sent (``client`` sends it), and ``rate``
+    does not extrapolate to the window edges, so its values differ by a few percent.
+    """
+
+    name = "victoria-metrics"
+    ready_path = "/health"
+
+    def __init__(self, openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
+                 *, extra_args: Sequence[str] = (), workdir: str | os.PathLike[str] | None = None,
+                 keep: bool = False):
+        self.binary = find_binary("victoria-metrics", "victoria-metrics-prod", env="MESHLAB_VICTORIA_METRICS")
+        if openmetrics is None:
+            files: list[Path] = []
+        elif isinstance(openmetrics, (str, os.PathLike)):
+            files = [Path(openmetrics)]
+        else:
+            files = [Path(p) for p in openmetrics]
+        for path in files:
+            if not path.is_file():
+                raise FileNotFoundError(f"OpenMetrics file {str(path)!r} does not exist")
+        super().__init__(workdir=workdir, keep=keep)
+        self.openmetrics = files
+        self.extra_args = list(extra_args)
+
+    @property
+    def client(self) -> Prometheus:
+        if self._client is None:
+            self._client = Prometheus(self.url, params={"nocache": "1"})
+        return self._client
+
+    def _command(self, port: int) -> list[str]:
+        return [
+            self.binary,
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={self.workdir / 'data'}",
+            "-retentionPeriod=100y",
+            "-search.latencyOffset=0s",
+            "-loggerLevel=WARN",
+            *self.extra_args,
+        ]
+
+    def _after_start(self) -> None:
+        for path in self.openmetrics:
+            self.import_openmetrics(path)
+
+    def import_openmetrics(self, path: str | os.PathLike[str]) -> None:
+        """Stream one OpenMetrics file into the server and flush it to search."""
+        with open(path, "rb") as handle:
+            response = requests.post(self.url + "/api/v1/import/prometheus",
+                                     data=_batched(seconds_to_millis_lines(handle)), timeout=600)
+        if response.status_code >= 300:
+            raise MeshlabError(
+                f"VictoriaMetrics refused {str(path)!r}: HTTP {response.status_code} {response.text[:300]}"
+            )
+        requests.get(self.url + "/internal/force_flush", timeout=60).raise_for_status()
+
+
+def _batched(lines: Iterator[bytes], size: int = 1 << 20) -> Iterator[bytes]:
+    batch: list[bytes] = []
+    held = 0
+    for line in lines:
+        batch.append(line)
+        held += len(line)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)

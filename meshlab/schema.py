@@ -1,0 +1,208 @@
+"""The tidy frame contract: every frame meshlab returns, its columns and dtypes, in one place.
+
+Every frame meshlab returns has one row per observation and follows these rules:
+
+- ``timestamp`` is ``datetime64[ns, UTC]``;
+- metrics are ``float64``;
+- label and identity columns are pandas categoricals.
+
+Each kind of frame is a :class:`FrameSpec` registered in :data:`FRAMES`. Use
+:func:`validate` to check a frame (meshlab validates everything it returns) and
+:func:`empty` to build an empty frame of a kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from .errors import SchemaError
+
+__all__ = ["FRAMES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "empty", "validate"]
+
+TIMESTAMP_DTYPE = pd.DatetimeTZDtype(unit="ns", tz="UTC")
+
+Role = Literal["time", "metric", "label", "text"]
+
+_ROLE_DTYPE = {
+    "time": "datetime64[ns, UTC]",
+    "metric": "float64",
+    "label": "category",
+    "text": "string",
+}
+_ROLE_FIX = {
+    "time": "frame[{col!r}] = pandas.to_datetime(frame[{col!r}], utc=True).dt.as_unit('ns')",
+    "metric": "frame[{col!r}] = frame[{col!r}].astype('float64')",
+    "label": "frame[{col!r}] = frame[{col!r}].astype('category')",
+    "text": "frame[{col!r}] = frame[{col!r}].astype('string')",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a frame kind.
+
+    Attributes
+    ----------
+    name : str
+        The column name.
+    role : {"time", "metric", "label", "text"}
+        ``time`` is ``datetime64[ns, UTC]``, ``metric`` is ``float64``, ``label`` is
+        categorical, ``text`` is a pandas string column.
+    doc : str
+        What the column holds, for the column dictionary in the docs and dataset cards.
+    """
+
+    name: str
+    role: Role
+    doc: str
+
+    @property
+    def dtype(self) -> str:
+        """The dtype the column must have, as pandas names it."""
+        return _ROLE_DTYPE[self.role]
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """The columns of one kind of frame.
+
+    Attributes
+    ----------
+    kind : str
+        The name used with :func:`validate`, e.g. ``"query"``.
+    columns : tuple of Column
+        The fixed columns, in order.
+    label_columns : bool
+        Whether further categorical columns (one per Prometheus label) may follow.
+    doc : str
+        One sentence on what a row is.
+    """
+
+    kind: str
+    columns: tuple[Column, ...]
+    label_columns: bool
+    doc: str
+
+    @property
+    def names(self) -> list[str]:
+        """The fixed column names, in order."""
+        return [c.name for c in self.columns]
+
+
+_TIMESTAMP = Column("timestamp", "time", "When the value was observed or evaluated (UTC).")
+
+FRAMES: Mapping[str, FrameSpec] = {
+    spec.kind: spec
+    for spec in (
+        FrameSpec(
+            "query",
+            (_TIMESTAMP, Column("value", "metric", "The sample value.")),
+            label_columns=True,
+            doc="One row per sample of a PromQL result; one categorical column per label follows "
+            "`value` (missing labels are NaN).",
+        ),
+        FrameSpec(
+            "string",
+            (_TIMESTAMP, Column("value", "text", "The string result.")),
+            label_columns=False,
+            doc="The single row of a PromQL string result.",
+        ),
+    )
+}
+
+
+def _spec(kind: str) -> FrameSpec:
+    try:
+        return FRAMES[kind]
+    except KeyError:
+        raise SchemaError(f"unknown frame kind {kind!r}; must be one of: {', '.join(FRAMES)}") from None
+
+
+def _has_dtype(dtype: object, role: Role) -> bool:
+    if role == "time":
+        return isinstance(dtype, pd.DatetimeTZDtype) and dtype == TIMESTAMP_DTYPE
+    if role == "metric":
+        return dtype == np.float64
+    if role == "label":
+        return isinstance(dtype, pd.CategoricalDtype)
+    return isinstance(dtype, pd.StringDtype)
+
+
+def validate(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Check that a frame follows the contract of its kind.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame to check.
+    kind : str
+        A key of :data:`FRAMES`, e.g. ``"query"``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The same frame, unchanged, so calls can be chained.
+
+    Raises
+    ------
+    SchemaError
+        Naming every column that is missing, unexpected or of the wrong dtype, and how
+        to convert it.
+    """
+    spec = _spec(kind)
+    if not isinstance(frame, pd.DataFrame):
+        raise SchemaError(f"a {kind} frame must be a pandas.DataFrame, got {type(frame).__name__}")
+    problems = []
+    missing = [name for name in spec.names if name not in frame.columns]
+    if missing:
+        problems.append(f"missing columns {missing}; a {kind} frame has {spec.names}")
+    if frame.columns.has_duplicates:
+        problems.append(f"duplicate columns {sorted(set(frame.columns[frame.columns.duplicated()]))}")
+    checks: list[tuple[str, Role]] = [(c.name, c.role) for c in spec.columns if c.name in frame.columns]
+    extra = [name for name in frame.columns if name not in spec.names]
+    if extra and not spec.label_columns:
+        problems.append(f"unexpected columns {extra}; a {kind} frame has only {spec.names}")
+    elif extra:
+        checks += [(name, "label") for name in extra]
+    dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))  # reading dtypes avoids building columns
+    for name, role in checks:
+        if not _has_dtype(dtypes[name], role):
+            fix = _ROLE_FIX[role].format(col=name)
+            problems.append(f"column {name!r} has dtype {dtypes[name]}, expected {_ROLE_DTYPE[role]} (fix: {fix})")
+    if problems:
+        raise SchemaError(f"not a valid {kind} frame: " + "; ".join(problems))
+    return frame
+
+
+def empty(kind: str, labels: Iterable[str] = ()) -> pd.DataFrame:
+    """Return an empty frame of a kind, with the right columns and dtypes.
+
+    Parameters
+    ----------
+    kind : str
+        A key of :data:`FRAMES`.
+    labels : iterable of str
+        Label columns to add after the fixed ones (only for kinds that allow them).
+    """
+    spec = _spec(kind)
+    columns: dict[str, pd.Series] = {}
+    for column in spec.columns:
+        columns[column.name] = _empty_column(column.role)
+    for name in labels:
+        columns[name] = _empty_column("label")
+    return validate(pd.DataFrame(columns), kind)
+
+
+def _empty_column(role: Role) -> pd.Series:
+    if role == "time":
+        return pd.Series(pd.DatetimeIndex([], dtype=TIMESTAMP_DTYPE))
+    if role == "metric":
+        return pd.Series([], dtype="float64")
+    if role == "label":
+        return pd.Series(pd.Categorical([]))
+    return pd.Series([], dtype="string")

@@ -1,0 +1,58 @@
+"""Shared fixtures: real Prometheus and VictoriaMetrics servers loaded with tests/testdata.py.
+
+A missing server binary skips the tests that need it, with the reason; under CI=true
+it fails them instead, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from meshlab.openmetrics import write_openmetrics
+from meshlab.prometheus.local import INSTALL_HINTS, LocalPrometheus, LocalVictoriaMetrics
+
+from . import testdata
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_binary(*names: str) -> None:
+    """Skip (or fail under CI=true) unless one of ``names`` is on PATH."""
+    if any(shutil.which(n) for n in names):
+        return
+    message = f"`{names[0]}` is not on PATH; {INSTALL_HINTS.get(names[0], 'install it')}"
+    if IN_CI:
+        pytest.fail(f"CI=true but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def testdata_file(tmp_path_factory: pytest.TempPathFactory):
+    path = tmp_path_factory.mktemp("testdata") / "testdata.om"
+    return write_openmetrics(path, testdata.all_series())
+
+
+@pytest.fixture(scope="session")
+def prometheus_server(testdata_file) -> Iterator[LocalPrometheus]:
+    require_binary("prometheus")
+    require_binary("promtool")
+    with LocalPrometheus(openmetrics=testdata_file) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def victoria_server(testdata_file) -> Iterator[LocalVictoriaMetrics]:
+    require_binary("victoria-metrics", "victoria-metrics-prod")
+    with LocalVictoriaMetrics(openmetrics=testdata_file) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=["prometheus", "victoriametrics"])
+def server(request: pytest.FixtureRequest):
+    """Each real server in turn; source tests compare each against its own raw API."""
+    name = "prometheus_server" if request.param == "prometheus" else "victoria_server"
+    return request.getfixturevalue(name)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from meshlab import schema
+from meshlab.errors import SchemaError
+
+
+def good_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "timestamp": pd.to_datetime([0, 1], unit="s", utc=True).as_unit("ns"),
+        "value": [1.0, 2.0],
+        "job": pd.Categorical(["a", "b"]),
+    })
+
+
+def test_a_good_frame_passes_and_is_returned():
+    frame = good_frame()
+    assert schema.validate(frame, "query") is frame
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda f: f.drop(columns="value"), r"missing columns \['value'\]"),
+    (lambda f: f.assign(value=f["value"].astype("int64")),
+     r"'value' has dtype int64, expected float64 .*astype\('float64'\)"),
+    (lambda f: f.assign(job=f["job"].astype(str)), r"'job' has dtype .*, expected category"),
+    (lambda f: f.assign(timestamp=f["timestamp"].dt.tz_localize(None)),
+     r"'timestamp' has dtype datetime64\[ns\], expected datetime64\[ns, UTC\]"),
+    (lambda f: f.assign(timestamp=f["timestamp"].dt.tz_convert("Europe/Paris")), "expected datetime64"),
+    (lambda f: f.assign(timestamp=f["timestamp"].dt.as_unit("us")), "expected datetime64"),
+])
+def test_each_problem_is_named_with_its_fix(mutate, message):
+    with pytest.raises(SchemaError, match=message):
+        schema.validate(mutate(good_frame()), "query")
+
+
+def test_all_problems_are_reported_at_once():
+    frame = good_frame().assign(value=lambda f: f["value"].astype("int64"), job=lambda f: f["job"].astype(str))
+    with pytest.raises(SchemaError) as caught:
+        schema.validate(frame, "query")
+    assert "'value'" in str(caught.value) and "'job'" in str(caught.value)
+
+
+def test_unknown_kind_lists_the_known_ones():
+    with pytest.raises(SchemaError, match=r"unknown frame kind 'trafic'; must be one of: query, string"):
+        schema.validate(good_frame(), "trafic")
+
+
+def test_not_a_frame():
+    with pytest.raises(SchemaError, match=r"must be a pandas\.DataFrame"):
+        schema.validate([1, 2], "query")  # type: ignore[arg-type]
+
+
+def test_string_frames_take_no_label_columns():
+    frame = pd.DataFrame({"timestamp": good_frame()["timestamp"], "value": pd.array(["a", "b"], dtype="string")})
+    schema.validate(frame, "string")
+    with pytest.raises(SchemaError, match="unexpected columns"):
+        schema.validate(frame.assign(job=pd.Categorical(["a", "b"])), "string")
+
+
+@pytest.mark.parametrize("kind", list(schema.FRAMES))
+def test_empty_frames_validate(kind):
+    labels = ["job"] if schema.FRAMES[kind].label_columns else []
+    frame = schema.empty(kind, labels)
+    assert len(frame) == 0 and list(frame.columns) == schema.FRAMES[kind].names + labels
+    schema.validate(frame, kind)
