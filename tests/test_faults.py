@@ -258,3 +258,12 @@ def test_a_failing_chunk_fails_the_query(fake):
                    json_reply({"status": "error", "errorType": "execution", "error": "boom"}, 422)]
     with warnings.catch_warnings(), pytest.raises(QueryError, match="boom"):
         Prometheus(fake.url, max_workers=1).query_range("x", 0, 999, 1, max_points=500, progress=False)
+
+
+def test_progress_bar_over_chunks(fake, capsys):
+    values = [[i, str(i)] for i in range(10)]
+    fake.script = [json_reply({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {"a": "b"}, "values": values}]}})]
+    Prometheus(fake.url).query_range("x", 0, 99, 1, max_points=10, progress=True)
+    err = capsys.readouterr().err
+    assert "query_range" in err and "0/10" in err and "chunk/s" in err

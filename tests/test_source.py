@@ -179,3 +179,15 @@ def test_victoriametrics_rate_does_not_extrapolate(prometheus_server, victoria_s
     assert vm["value"].item() == pytest.approx(expected_vm, rel=1e-9)
     assert prom["value"].item() != pytest.approx(expected_vm, rel=1e-6)
     assert prom["value"].item() == pytest.approx(expected_vm, rel=0.5)
+
+
+def test_other_endpoints_return_their_data(server):
+    names = server.client.get("label/__name__/values")
+    assert {"test_gauge", "test_odd", "test_long"} <= set(names)
+    assert names == raw_json(server.url, "label/__name__/values")["data"]
+    with pytest.raises(QueryError) as caught:
+        server.client.get("query", {"query": "sum("})
+    assert caught.value.status in (400, 422)
+    raw = raw_json(server.url, "query", query="sum(")
+    assert caught.value.error_type == raw["errorType"]
+    assert caught.value.message[:40] == raw["error"][:40]  # VictoriaMetrics quotes the current time

@@ -50,6 +50,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 _INCOMPLETE = re.compile(r"IncompleteRead\((\d+) bytes read, (\d+) more expected")
+_JSON_START = re.compile(rb"\s*\{")
 _ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
 
 
@@ -73,7 +74,8 @@ class Prometheus:
         The server's base URL, e.g. ``"http://127.0.0.1:9090"``, or ``".../prometheus"``
         behind a path prefix. Credentials in the URL (``https://user:pass@host``) are moved
         to ``auth`` (unless ``headers`` carries an ``Authorization``, which then wins) and never
-        shown. An existing prometheus-pandas client is reused: its session and URL.
+        shown. An existing prometheus-pandas client is reused: its session (which gets
+        meshlab's retrying adapter for this URL, and is left open by :meth:`close`) and URL.
     headers : mapping, optional
         Extra headers sent with every request, e.g. ``{"Authorization": "Bearer ..."}``.
     auth : tuple or requests.auth.AuthBase, optional
@@ -127,8 +129,10 @@ class Prometheus:
                 )
             session: requests.Session = url.http
             url = str(url.api_url)
+            self._owns_session = False
         else:
             session = requests.Session()
+            self._owns_session = True
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidArgument(f"url must look like http://host:9090, got {_redact_url(url)!r}")
@@ -179,8 +183,9 @@ class Prometheus:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP session and its pooled connections."""
-        self.session.close()
+        """Close the HTTP session and its pooled connections (not a borrowed session)."""
+        if self._owns_session:
+            self.session.close()
 
     # -- queries -------------------------------------------------------------------------
 
@@ -365,7 +370,7 @@ class Prometheus:
             content_type = response.headers.get("Content-Type", "")
         log.debug("%s %s -> %d, %d bytes in %.3f s", method, endpoint, status, len(body),
                   _time.perf_counter() - began)
-        if not body.lstrip()[:1] == b"{":
+        if not _JSON_START.match(body):  # a match at the start, not a copy of a large body
             raise ResponseError(_not_json_message(self.url, status, content_type, body))
         return body, status
 

@@ -287,6 +287,7 @@ def _read_points(csv: bytearray) -> Any:
     try:
         return pacsv.read_csv(
             pa.py_buffer(csv),
+            memory_pool=pa.system_memory_pool(),
             read_options=pacsv.ReadOptions(column_names=["_open", "_sep", "t", "v"], block_size=4 << 20),
             parse_options=pacsv.ParseOptions(double_quote=False, escape_char=False),
             convert_options=pacsv.ConvertOptions(
@@ -321,7 +322,7 @@ def merge_blocks(blocks: Sequence[SeriesBlock]) -> SeriesBlock:
     for block in blocks:
         ids = [keys.setdefault(tuple(sorted(lab.items())), len(keys)) for lab in block.labels]
         block_ids.append(np.array(ids, np.int64))
-    ordered = sorted(keys, key=lambda k: k)
+    ordered = sorted(keys)  # Prometheus' order: by sorted (name, value) pairs
     rank = np.empty(len(keys), np.int64)
     rank[[keys[k] for k in ordered]] = np.arange(len(ordered))
     sid = np.concatenate([rank[ids].repeat(b.counts) for ids, b in zip(block_ids, blocks, strict=True)])
