@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench servers clean
+.PHONY: demo test test-oldest lint typecheck pytest bench servers clean
 
 demo: servers $(VENV)/.installed-base
 	$(BIN)/meshlab demo
@@ -24,6 +24,13 @@ pytest: $(VENV)/.installed-dev
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests: the suite is missing or broken" >&2; fi; \
 	exit $$status
+
+# The same suite on the oldest pandas meshlab supports (2.2), in its own venv.
+OLDEST := .venv-oldest
+test-oldest: servers
+	test -x $(OLDEST)/bin/python || $(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q 'pandas==2.2.*' 'numpy<2.3' -e '.[dev]'
+	$(OLDEST)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: servers $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_query_range.py
@@ -44,4 +51,4 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	touch $@ $(VENV)/.installed-base
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache out
+	rm -rf $(VENV) $(OLDEST) build *.egg-info .pytest_cache .mypy_cache .ruff_cache out
