@@ -204,3 +204,63 @@ def seconds_to_millis_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
         head, _, stamp = line.rstrip(b"\n").rpartition(b" ")
         millis = Decimal(stamp.decode()) * 1000
         yield head + b" " + str(int(millis.to_integral_value())).encode() + b"\n"
+
+
+_QUOTE, _SPACE = "\x01", "\x02"
+_RESTORE = bytes.maketrans(_QUOTE.encode() + _SPACE.encode(), b'" ')
+
+
+def write_sample_rows(out: IO[bytes], prefixes: Sequence[Sequence[str]], values: np.ndarray,
+                      times_ms: np.ndarray) -> int:
+    """Write many samples at C speed, in the order OpenMetrics needs.
+
+    Parameters
+    ----------
+    out : binary file
+        Where the lines go.
+    prefixes : sequence of sequences of str
+        ``prefixes[g][l]`` is the ``name{labels}`` text of line ``l`` of group ``g``: one
+        line per counter or gauge series, or the bucket, ``_count`` and ``_sum`` lines of
+        one histogram label set.
+    values : numpy.ndarray
+        ``[group, scrape, line]`` values; NaN means no sample.
+    times_ms : numpy.ndarray
+        The scrape times in milliseconds (whole seconds only).
+
+    Returns
+    -------
+    int
+        The number of samples written.
+
+    Notes
+    -----
+    Lines go group by group, then scrape by scrape, then line by line: a histogram's
+    buckets, count and sum for one timestamp stay together, as promtool requires. The
+    rows are formatted by Arrow's CSV writer; label text may not contain the control
+    characters U+0001 and U+0002, which stand in for quotes and spaces there.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    times_ms = np.asarray(times_ms, dtype=np.int64)
+    if len(times_ms) and (times_ms % 1000).any():
+        raise InvalidArgument("write_sample_rows needs scrape times in whole seconds")
+    groups, _scrapes, lines = values.shape
+    flat = values.reshape(-1)
+    keep = ~np.isnan(flat)
+    if not keep.any():
+        return 0
+    prefix_index = (np.arange(groups)[:, None, None] * lines + np.arange(lines)[None, None, :])
+    prefix_index = np.broadcast_to(prefix_index, values.shape).reshape(-1)[keep]
+    seconds = np.broadcast_to((times_ms // 1000)[None, :, None], values.shape).reshape(-1)[keep]
+    dictionary = pa.array([p.replace('"', _QUOTE) for group in prefixes for p in group])
+    table = pa.table({
+        "p": pa.DictionaryArray.from_arrays(pa.array(prefix_index.astype(np.int32)), dictionary),
+        "v": pa.array(flat[keep]),
+        "t": pa.array(seconds),
+    })
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(table, sink, write_options=pacsv.WriteOptions(
+        include_header=False, delimiter=_SPACE, quoting_style="none"))
+    out.write(sink.getvalue().to_pybytes().translate(_RESTORE))
+    return int(keep.sum())

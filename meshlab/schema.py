@@ -95,6 +95,25 @@ class FrameSpec:
 
 
 _TIMESTAMP = Column("timestamp", "time", "When the value was observed or evaluated (UTC).")
+_MESH = Column("mesh", "label", "The service mesh whose proxies observed the traffic ('none': the application).")
+_KIND = Column("kind", "label", "The Kubernetes kind the names refer to (deployment, statefulset, service...).")
+_SIDE = Column("side", "label", "Whose proxy observed an edge: 'client' (the caller's) or 'server' (the callee's).")
+_GOLDEN = (
+    Column("success_count", "metric", "Requests that succeeded in the window, as the mesh classifies them."),
+    Column("failure_count", "metric", "Requests that failed in the window, as the mesh classifies them."),
+    Column("requests", "metric", "success_count + failure_count."),
+    Column("success_rate", "metric", "success_count / requests; NaN when there were no requests."),
+    Column("rps", "metric", "requests / window seconds."),
+    Column("latency_p50_ms", "metric", "Median response latency in milliseconds."),
+    Column("latency_p90_ms", "metric", "90th percentile response latency in milliseconds."),
+    Column("latency_p99_ms", "metric", "99th percentile response latency in milliseconds."),
+)
+_EDGE_IDS = (
+    Column("src_namespace", "label", "The calling workload's namespace."),
+    Column("src_name", "label", "The calling workload."),
+    Column("dst_namespace", "label", "The called workload's namespace."),
+    Column("dst_name", "label", "The called workload."),
+)
 
 FRAMES: Mapping[str, FrameSpec] = {
     spec.kind: spec
@@ -111,6 +130,47 @@ FRAMES: Mapping[str, FrameSpec] = {
             (_TIMESTAMP, Column("value", "text", "The string result.")),
             label_columns=False,
             doc="The single row of a PromQL string result.",
+        ),
+        FrameSpec(
+            "traffic",
+            (_TIMESTAMP, _MESH, _KIND, Column("namespace", "label", "The workload's namespace."),
+             Column("name", "label", "The workload."), *_GOLDEN),
+            label_columns=False,
+            doc="One row per workload and window: the golden signals of its inbound traffic.",
+        ),
+        FrameSpec(
+            "edges",
+            (_TIMESTAMP, _MESH, _KIND, *_EDGE_IDS, _SIDE, *_GOLDEN),
+            label_columns=False,
+            doc="One row per (source, destination, observing side) and window.",
+        ),
+        FrameSpec(
+            "tcp",
+            (_TIMESTAMP, _MESH, _KIND, *_EDGE_IDS, _SIDE,
+             Column("opened_connections", "metric", "Connections opened in the window."),
+             Column("open_connections", "metric", "Connections open at the timestamp."),
+             Column("sent_bytes_per_second", "metric", "Bytes the client sent per second."),
+             Column("received_bytes_per_second", "metric", "Bytes the client received per second.")),
+            label_columns=False,
+            doc="One row per TCP connection edge and window.",
+        ),
+        FrameSpec(
+            "proxies",
+            (_TIMESTAMP, _MESH, Column("namespace", "label", "The pod's namespace."),
+             Column("workload", "label", "The pod's workload."), Column("pod", "label", "The pod."),
+             Column("container", "label", "The proxy container."),
+             Column("cpu_cores", "metric", "Mean CPU cores the proxy used over the window."),
+             Column("memory_bytes", "metric", "The proxy's working-set memory at the timestamp.")),
+            label_columns=False,
+            doc="One row per proxy and window: what the proxy cost.",
+        ),
+        FrameSpec(
+            "status_counts",
+            (_TIMESTAMP, *_EDGE_IDS, Column("protocol", "label", "http, grpc or tcp."),
+             Column("status", "label", "HTTP status code, or gRPC status name on gRPC edges."),
+             Column("requests", "metric", "Requests that ended with this status in the interval.")),
+            label_columns=False,
+            doc="Simulator ground truth: requests per edge and status, per interval.",
         ),
     )
 }

@@ -1,0 +1,177 @@
+"""``meshlab.sandbox()``: a real Prometheus on your laptop, full of simulated mesh traffic.
+
+>>> with ml.sandbox(scenario="shop", meshes=("linkerd", "istio"), hours=2) as prom:   # doctest: +SKIP
+...     prom.query("sum by (deployment) (rate(response_total[5m]))")
+
+The scenario is simulated, written as OpenMetrics, backfilled with promtool and served
+by ``prometheus`` from PATH on a free loopback port; on exit the server is stopped by
+PID and its data removed. The backfilled blocks are cached (keyed by meshlab's version,
+the scenario and the arguments), so the next sandbox of the same run starts in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from . import __version__
+from .prometheus.client import Prometheus
+from .prometheus.local import LocalPrometheus, backfill, find_binary
+from .sim.meshes import MESHES
+from .sim.scenario import Scenario, load_scenario
+from .sim.traffic import Traffic, simulate
+
+__all__ = ["Sandbox", "cache_dir", "sandbox"]
+
+DEFAULT_MESHES = ("linkerd", "istio", "consul")
+
+
+def cache_dir() -> Path:
+    """Where sandboxes cache their TSDB blocks: ``$MESHLAB_CACHE``, else ``~/.cache/meshlab``."""
+    explicit = os.environ.get("MESHLAB_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "meshlab"
+
+
+class Sandbox:
+    """A simulated run served by a real local Prometheus; see :func:`sandbox`.
+
+    Attributes
+    ----------
+    scenario : Scenario
+    traffic : Traffic
+        The simulated run, for ground truth (:meth:`truth`).
+    server : LocalPrometheus
+    prometheus : Prometheus
+        The client for the running server.
+    """
+
+    def __init__(self, scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
+                 meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *, cache: bool = True):
+        unknown = [m for m in meshes if m not in MESHES]
+        if unknown:
+            raise ValueError(f"unknown mesh {unknown[0]!r}; available: {', '.join(MESHES)}")
+        find_binary("prometheus", env="MESHLAB_PROMETHEUS")  # fail early, with how to install it
+        self.scenario = load_scenario(scenario)
+        self.meshes = tuple(meshes)
+        self.traffic: Traffic = simulate(self.scenario, hours=hours)
+        self.cache = cache
+        self.server: LocalPrometheus | None = None
+
+    @property
+    def key(self) -> str:
+        """What identifies this run's data: meshlab's version, the scenario, the length and the meshes."""
+        spec = {"version": __version__, "scenario": self.scenario.to_dict(), "meshes": self.meshes,
+                "scrapes": self.traffic.n}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def _blocks(self) -> Path:
+        target = cache_dir() / "sandbox" / self.key
+        if self.cache and target.exists():
+            return target
+        from .sim.output import write_backfill
+
+        with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
+            files, _ = write_backfill(self.traffic, self.meshes, Path(tmp) / "openmetrics")
+            blocks = Path(tmp) / "blocks"
+            blocks.mkdir()
+            backfill(files, blocks)
+            if not self.cache:
+                kept = Path(tempfile.mkdtemp(prefix="meshlab-blocks-"))
+                shutil.copytree(blocks, kept, dirs_exist_ok=True)
+                return kept
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
+            shutil.copytree(blocks, staging, dirs_exist_ok=True)
+            try:
+                os.replace(staging, target)  # atomic: a half-written cache is never used
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)  # another process won the race
+        return target
+
+    def start(self) -> Sandbox:
+        """Build (or reuse) the blocks and start Prometheus."""
+        blocks = self._blocks()
+        self.server = LocalPrometheus(blocks=blocks)
+        try:
+            self.server.start()
+        finally:
+            if not self.cache:
+                shutil.rmtree(blocks, ignore_errors=True)
+        return self
+
+    @property
+    def prometheus(self) -> Prometheus:
+        if self.server is None:
+            raise RuntimeError("the sandbox is not running; use it in a `with` block")
+        return self.server.client
+
+    def stop(self) -> None:
+        """Stop Prometheus and remove its data (the cache stays)."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def truth(self, kind: str = "traffic", mesh: str | None = None) -> pd.DataFrame:
+        """Ground truth of the run: ``traffic``, ``edges``, ``tcp``, ``proxies`` or ``status_counts``."""
+        from .sim import truth
+
+        if kind == "status_counts":
+            return truth.status_truth(self.traffic)
+        makers = {"traffic": truth.traffic_truth, "edges": truth.edges_truth, "tcp": truth.tcp_truth,
+                  "proxies": truth.proxies_truth}
+        if kind not in makers:
+            raise ValueError(f"unknown truth kind {kind!r}; must be one of: {', '.join([*makers, 'status_counts'])}")
+        meshes = [mesh] if mesh else [*self.meshes, "none"]
+        return pd.concat([makers[kind](self.traffic, m) for m in meshes], ignore_index=True)
+
+
+@contextmanager
+def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
+            meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *,
+            cache: bool = True) -> Iterator[Prometheus]:
+    """Simulate a scenario into a real local Prometheus and yield a client for it.
+
+    Parameters
+    ----------
+    scenario : str, path, Scenario or dict
+        A built-in scenario name (``"shop"``), a YAML/TOML file, or a scenario.
+    meshes : sequence of str
+        Whose metrics to render: ``linkerd``, ``istio``, ``consul`` (``none`` renders none).
+    hours : float, optional
+        How much history; the scenario's own duration by default.
+    cache : bool
+        Reuse (and keep) backfilled blocks for identical runs.
+
+    Yields
+    ------
+    Prometheus
+        Its ``sandbox`` attribute is the :class:`Sandbox` (scenario, traffic, truth).
+
+    Raises
+    ------
+    BinaryNotFoundError
+        When ``prometheus`` or ``promtool`` is not on PATH, saying how to install them:
+        ``apt-get install prometheus`` or ``conda install -c conda-forge prometheus``.
+    """
+    box = Sandbox(scenario, meshes, hours, cache=cache)
+    with box:
+        client = box.prometheus
+        client.sandbox = box  # type: ignore[attr-defined]
+        yield client

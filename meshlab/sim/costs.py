@@ -1,0 +1,93 @@
+"""What each mesh's proxy costs: CPU, memory and added latency, as functions of load.
+
+Every proxy follows the same linear model, with per-mesh parameters::
+
+    cpu_cores   = cpu_idle + cpu_per_krps * krps
+    memory_mib  = memory_idle_mib + memory_per_endpoint_kib * endpoints / 1024 + memory_per_krps_mib * krps
+    latency_ms  = latency_idle_ms + latency_per_krps_ms * krps          (added once per proxy a request crosses)
+
+``krps`` is thousands of requests per second through that proxy (in and out); ``endpoints``
+is how many destination pods it knows. The parameters come from published measurements:
+
+Istio (Envoy sidecar)
+    - CPU: a least-squares fit to Istio's own ``perf/benchmark`` results
+      (``istio/tools`` perf/benchmark/graph_plotter/example_plot/benchmark.csv, 2020-08-12,
+      mode ``v2-stats-nullvm_both``, 16 connections, 10 to 3000 qps): client sidecar
+      43.7 + 189.2 millicores per 1000 qps, server sidecar 44.2 + 211.0. We use 0.044 cores
+      idle and 0.200 cores per 1000 rps. (Istio's "Performance and Scalability" page quotes
+      0.35 vCPU per 1000 rps in a 1000-service mesh: https://istio.io/v1.16/docs/ops/deployment/performance-and-scalability/)
+    - Memory: the same CSV: 64-71 MiB per sidecar at low load, server sidecars growing to
+      about 116 MiB at 3000 qps (16 MiB per 1000 rps). Per-endpoint configuration memory
+      (40 KiB per endpoint) is an assumption, not a measurement.
+    - Latency: the same CSV, ``v2-stats-nullvm_both`` minus ``none_mtls_baseline`` at the
+      same load: +1.32 ms at p50 for the client and server sidecars together at 10 qps,
+      +2.06 ms at 1000 qps, +2.68 ms at 3000 qps; per proxy 0.66 ms + 0.23 ms per 1000 rps.
+      Istio's page quotes +2.65 ms at p90 for both proxies at 1000 rps.
+
+Linkerd (linkerd2-proxy)
+    - Memory: 17.8 MB resident for a nearly idle proxy (the linkerd2 ``prommatch`` sample
+      scrape); 26.3 MB max at 2000 rps against Istio's 156.2 MB
+      (https://linkerd.io/2021/11/29/linkerd-vs-istio-benchmarks-2021/): 17 MiB idle plus
+      4.65 MiB per 1000 rps; 8 KiB per endpoint is an assumption.
+    - CPU: the same post measured 36 ms against Istio's 67 ms of max proxy CPU at 2000 rps;
+      we scale Istio's per-request cost by 36/67 (0.107 cores per 1000 rps), idle 0.002 cores.
+    - Latency: the same post measured p50 +6 to +8 ms for Linkerd against +17 to +20 ms
+      for Istio across the whole test application; we scale Istio's per-proxy figures by 0.4.
+
+Consul Connect (Envoy via consul-dataplane)
+    - No per-load measurements are published. HashiCorp's ECS guidance reports Envoy using
+      at most 55 MB on a minimal task (https://developer.hashicorp.com/consul/docs/v1.11.x/ecs/task-resource-usage).
+      Consul runs the same Envoy as Istio, so CPU and latency reuse Istio's Envoy figures and
+      memory starts from 55 MiB. This is stated in every dataset card that uses it.
+
+All the data meshlab generates from this model is simulated, and says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["MESH_COSTS", "ProxyCost"]
+
+
+@dataclass(frozen=True)
+class ProxyCost:
+    """The linear cost model of one mesh's proxy; see the module docstring for sources."""
+
+    container: str
+    cpu_idle: float
+    cpu_per_krps: float
+    memory_idle_mib: float
+    memory_per_endpoint_kib: float
+    memory_per_krps_mib: float
+    latency_idle_ms: float
+    latency_per_krps_ms: float
+
+    def cpu_cores(self, rps: np.ndarray) -> np.ndarray:
+        """CPU cores used at a request rate."""
+        return self.cpu_idle + self.cpu_per_krps * np.asarray(rps, dtype=np.float64) / 1000
+
+    def memory_bytes(self, rps: np.ndarray, endpoints: float) -> np.ndarray:
+        """Working-set bytes at a request rate with a number of known endpoints."""
+        mib = (self.memory_idle_mib + self.memory_per_endpoint_kib * endpoints / 1024
+               + self.memory_per_krps_mib * np.asarray(rps, dtype=np.float64) / 1000)
+        return mib * 1024 * 1024
+
+    def latency_ms(self, rps: np.ndarray) -> np.ndarray:
+        """Latency one proxy adds to a request at a request rate through it."""
+        return self.latency_idle_ms + self.latency_per_krps_ms * np.asarray(rps, dtype=np.float64) / 1000
+
+
+_ENVOY = dict(cpu_idle=0.044, cpu_per_krps=0.200, memory_per_endpoint_kib=40.0, memory_per_krps_mib=16.0,
+              latency_idle_ms=0.66, latency_per_krps_ms=0.23)
+
+#: Proxy cost models by mesh name.
+MESH_COSTS: dict[str, ProxyCost] = {
+    "istio": ProxyCost(container="istio-proxy", memory_idle_mib=66.0, **_ENVOY),
+    "consul": ProxyCost(container="consul-dataplane", memory_idle_mib=55.0, **_ENVOY),
+    "linkerd": ProxyCost(container="linkerd-proxy", cpu_idle=0.002, cpu_per_krps=0.200 * 36 / 67,
+                         memory_idle_mib=17.0, memory_per_endpoint_kib=8.0, memory_per_krps_mib=4.65,
+                         latency_idle_ms=0.66 * 0.4, latency_per_krps_ms=0.23 * 0.4),
+}

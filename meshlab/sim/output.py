@@ -1,0 +1,125 @@
+"""Simulator outputs: OpenMetrics files for backfilling, and the text a live exporter serves.
+
+Both render the same :class:`~meshlab.sim.render.Block` s, so a scrape of the live
+exporter and the backfilled history agree sample for sample.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..openmetrics import format_labels, format_value, write_sample_rows
+from .meshes import mesh_families
+from .render import CHUNK_SECONDS, Block, Family, render_chunks
+from .traffic import Traffic
+
+__all__ = ["exposition", "format_le", "mesh_chunks", "write_backfill"]
+
+
+def format_le(bound: float) -> str:
+    """A bucket bound as proxies print it: ``1``, ``0.5``, ``3600000``, ``+Inf``."""
+    if np.isinf(bound):
+        return "+Inf"
+    return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
+
+
+def mesh_chunks(traffic: Traffic, meshes: Sequence[str], *, start: int = 0,
+                stop: int | None = None) -> Iterator[tuple[slice, list[Block]]]:
+    """Yield ``(scrapes, blocks)`` per chunk, with every mesh's blocks for that chunk."""
+    chunk = max(int(CHUNK_SECONDS // traffic.interval_s), 1)
+    iterators = [render_chunks(mesh_families(traffic, mesh), traffic.n, chunk, seed=traffic.scenario.seed,
+                               mesh=mesh, start=start, stop=stop) for mesh in meshes]
+    for parts in zip(*iterators, strict=True):
+        yield parts[0][0], [block for _, blocks in parts for block in blocks]
+
+
+def _openmetrics_type(family: Family) -> tuple[str, str]:
+    if family.type == "counter":
+        if family.name.endswith("_total"):
+            return family.name[: -len("_total")], "counter"
+        return family.name, "unknown"  # Envoy's counters lack the _total OpenMetrics demands
+    return family.name, family.type
+
+
+def _rows(block: Block) -> tuple[list[list[str]], np.ndarray]:
+    family = block.family
+    if family.type != "histogram":
+        prefixes = [[name + format_labels(labels)] for name, labels in zip(block.names, block.labels, strict=True)]
+        return prefixes, block.values[:, :, None]
+    les = [format_le(b) for b in family.le]
+    prefixes = []
+    for labels in block.labels:
+        body = format_labels(labels)[1:-1]
+        joiner = "," if body else ""
+        prefixes.append([f'{family.name}_bucket{{{body}{joiner}le="{le}"}}' for le in les]
+                        + [f"{family.name}_count{{{body}}}", f"{family.name}_sum{{{body}}}"])
+    assert block.buckets is not None and block.sums is not None
+    values = np.concatenate([block.buckets, block.buckets[..., -1:], block.sums[..., None]], axis=-1)
+    return prefixes, values
+
+
+def write_chunk(path: Path, blocks: Iterable[Block], times_ms: np.ndarray) -> int:
+    """Write one chunk's blocks as an OpenMetrics file (families merged by name); returns samples written."""
+    by_family = _by_family(blocks)
+    written = 0
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as out:
+        for members in by_family.values():
+            name, kind = _openmetrics_type(members[0].family)
+            out.write(f"# TYPE {name} {kind}\n# HELP {name} {members[0].family.help}\n".encode())
+            for block in members:
+                if block.values.shape[0]:
+                    prefixes, values = _rows(block)
+                    written += write_sample_rows(out, prefixes, values, times_ms)
+        out.write(b"# EOF\n")
+    os.replace(tmp, path)
+    return written
+
+
+def write_backfill(traffic: Traffic, meshes: Sequence[str], directory: str | os.PathLike[str] | None = None
+                   ) -> tuple[list[Path], int]:
+    """Write every mesh's metrics for the whole run as OpenMetrics, one file per 2-hour chunk.
+
+    Chunks are rendered one at a time, so memory stays bounded by one chunk. One file per
+    chunk lets promtool read each file once (it re-reads a file for every 2-hour block it
+    spans) and lets files be backfilled in parallel.
+
+    Returns
+    -------
+    (list of pathlib.Path, int)
+        The files written and the number of samples in them.
+    """
+    out_dir = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="meshlab-sim-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, total = [], 0
+    for scrapes, blocks in mesh_chunks(traffic, meshes):
+        path = out_dir / f"chunk-{scrapes.start:07d}.om"
+        total += write_chunk(path, blocks, traffic.times_ms[scrapes])
+        paths.append(path)
+    return paths, total
+
+
+def exposition(blocks: Iterable[Block], index: int) -> str:
+    """Prometheus text format (0.0.4) of the samples at one scrape of a chunk, without timestamps."""
+    lines: list[str] = []
+    for members in _by_family(blocks).values():
+        family = members[0].family
+        lines += [f"# HELP {family.name} {family.help}", f"# TYPE {family.name} {family.type}"]
+        for block in members:
+            prefixes, values = _rows(block)
+            for group, row in zip(prefixes, values[:, index, :], strict=True):
+                lines += [f"{p} {format_value(v)}" for p, v in zip(group, row, strict=True) if not np.isnan(v)]
+    return "\n".join(lines) + "\n"
+
+
+def _by_family(blocks: Iterable[Block]) -> dict[str, list[Block]]:
+    # Meshes share some families (cAdvisor's); each family's samples must stay together.
+    grouped: dict[str, list[Block]] = {}
+    for block in blocks:
+        grouped.setdefault(block.family.name, []).append(block)
+    return grouped

@@ -1,0 +1,532 @@
+"""Scenarios: a declarative, seeded description of an application and its traffic.
+
+A scenario names the workloads, the calls between them (with request rates over time,
+latency and errors), TCP-only connections, and incidents. It is plain data: build it
+in Python, or load it from YAML or TOML with :func:`load_scenario`.
+
+Example (YAML)::
+
+    name: shop
+    seed: 7
+    interval: 15s                  # the scrape interval
+    workloads:
+      - {name: loadgen, namespace: shop, meshed: false}
+      - {name: frontend, namespace: shop, replicas: 2, latency: {median_ms: 12, sigma: 0.5}}
+      - {name: catalog, namespace: shop, latency: {median_ms: 6, tail_probability: 0.02, tail_factor: 6}}
+    edges:
+      - {from: loadgen, to: frontend, rate: {rps: 40, shape: diurnal, amplitude: 0.4}}
+      - {from: frontend, to: catalog, per_request: 1.5, protocol: grpc, errors: {UNAVAILABLE: 0.002}}
+    incidents:
+      - {kind: latency_spike, workload: catalog, start: 2h, duration: 10m, factor: 4}
+
+Times inside a scenario (``start`` of an incident, ``at``) are offsets from the
+scenario's start. Durations use Prometheus notation (``15s``, ``10m``, ``2h``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InvalidArgument
+from ..timeutil import to_timedelta, to_timestamp
+
+__all__ = [
+    "GRPC_CODES",
+    "Edge",
+    "Incident",
+    "Latency",
+    "Rate",
+    "Scenario",
+    "TcpTraffic",
+    "Workload",
+    "load_scenario",
+    "scenario_from_dict",
+]
+
+#: gRPC status names and their numeric codes, as proxies report them.
+GRPC_CODES = {
+    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
+    "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
+    "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
+}
+KINDS = ("deployment", "statefulset", "daemonset", "job")
+SHAPES = ("steady", "diurnal", "ramp", "bursts")
+PROTOCOLS = ("http", "grpc", "tcp")
+INCIDENTS = ("error_burst", "latency_spike", "pod_restart", "scale")
+
+
+def _seconds(value: Any, name: str) -> float:
+    return to_timedelta(value, name=name).total_seconds()
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Requests (or, on TCP edges, connections) per second over time.
+
+    Attributes
+    ----------
+    rps : float
+        The base rate.
+    shape : {"steady", "diurnal", "ramp", "bursts"}
+        ``steady`` is constant; ``diurnal`` is ``rps * (1 + amplitude * cos(...))`` peaking
+        at ``peak_at`` each ``period``; ``ramp`` goes linearly from ``rps`` to ``to_rps``
+        between ``ramp_start`` and ``ramp_end``; ``bursts`` multiplies by ``burst_factor``
+        for ``burst_length`` every ``burst_every``.
+    """
+
+    rps: float
+    shape: Literal["steady", "diurnal", "ramp", "bursts"] = "steady"
+    amplitude: float = 0.3
+    period_s: float = 86_400.0
+    peak_at_s: float = 14 * 3600.0
+    to_rps: float | None = None
+    ramp_start_s: float = 0.0
+    ramp_end_s: float | None = None
+    burst_every_s: float = 3600.0
+    burst_length_s: float = 300.0
+    burst_factor: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (self.rps >= 0 and math.isfinite(self.rps)):
+            raise InvalidArgument(f"rate rps must be a finite number >= 0, got {self.rps!r}")
+        if self.shape not in SHAPES:
+            raise InvalidArgument(f"unknown rate shape {self.shape!r}; must be one of: {', '.join(SHAPES)}")
+        if self.shape == "diurnal" and not 0 <= self.amplitude <= 1:
+            raise InvalidArgument(f"diurnal amplitude must be between 0 and 1, got {self.amplitude!r}")
+        if self.shape == "ramp" and self.to_rps is None:
+            raise InvalidArgument("a ramp rate needs to_rps (the rate at the end of the ramp)")
+        if self.burst_factor < 0 or self.burst_length_s > self.burst_every_s:
+            raise InvalidArgument("bursts need burst_factor >= 0 and burst_length <= burst_every")
+
+    def at(self, offsets_s: np.ndarray, day_offset_s: float = 0.0) -> np.ndarray:
+        """The rate at each offset (seconds from the scenario start)."""
+        t = np.asarray(offsets_s, dtype=np.float64)
+        if self.shape == "steady":
+            return np.full(t.shape, float(self.rps))
+        if self.shape == "diurnal":
+            phase = 2 * np.pi * ((t + day_offset_s - self.peak_at_s) / self.period_s)
+            return self.rps * (1 + self.amplitude * np.cos(phase))
+        if self.shape == "ramp":
+            end = self.ramp_end_s if self.ramp_end_s is not None else float(t.max(initial=0.0))
+            span = max(end - self.ramp_start_s, 1e-9)
+            frac = np.clip((t - self.ramp_start_s) / span, 0, 1)
+            return self.rps + (float(self.to_rps or 0.0) - self.rps) * frac
+        in_burst = np.mod(t, self.burst_every_s) < self.burst_length_s
+        return np.where(in_burst, self.rps * self.burst_factor, self.rps)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """A workload's own service time: a lognormal body with an optional slow tail.
+
+    A share ``tail_probability`` of requests takes ``tail_factor`` times longer
+    (a second lognormal with the same shape), which gives the heavy p99 real services show.
+    """
+
+    median_ms: float = 10.0
+    sigma: float = 0.5
+    tail_probability: float = 0.0
+    tail_factor: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not (self.median_ms > 0 and self.sigma > 0):
+            raise InvalidArgument("latency needs median_ms > 0 and sigma > 0")
+        if not (0 <= self.tail_probability < 1 and self.tail_factor >= 1):
+            raise InvalidArgument("latency needs 0 <= tail_probability < 1 and tail_factor >= 1")
+
+
+@dataclass(frozen=True)
+class TcpTraffic:
+    """Connection-level traffic of an edge.
+
+    On HTTP and gRPC edges, bytes follow the requests (``request_bytes`` and
+    ``response_bytes`` each) over ``connections`` pooled connections per client pod.
+    On TCP edges, the edge's rate is new connections per second, each lasting
+    ``connection_seconds`` on average and moving bytes at the given rates.
+    """
+
+    request_bytes: float = 512.0
+    response_bytes: float = 2048.0
+    connections: int = 1
+    connection_seconds: float = 60.0
+    sent_bytes_per_second: float = 2_000.0
+    received_bytes_per_second: float = 8_000.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A Kubernetes workload: its pods run the application and, if meshed, a proxy."""
+
+    name: str
+    namespace: str
+    kind: Literal["deployment", "statefulset", "daemonset", "job"] = "deployment"
+    replicas: int = 1
+    latency: Latency = field(default_factory=Latency)
+    meshed: bool = True
+    external: bool = False
+    service: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InvalidArgument(
+                f"workload {self.name!r}: unknown kind {self.kind!r}; must be one of: {', '.join(KINDS)}")
+        if self.replicas < 1:
+            raise InvalidArgument(f"workload {self.name!r}: replicas must be at least 1")
+        if self.external and self.meshed:
+            object.__setattr__(self, "meshed", False)
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``, unique within a scenario."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def service_name(self) -> str:
+        """The Kubernetes (and Consul) service name; the workload name by default."""
+        return self.service or self.name
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Calls from one workload to another.
+
+    Exactly one of ``rate`` (an absolute rate) and ``per_request`` (calls per request the
+    source receives, which ties the edge to upstream load) is set. ``errors`` maps HTTP
+    status codes (``"503"``) or, on gRPC edges, gRPC status names (``"UNAVAILABLE"``) to
+    the share of requests that end that way.
+    """
+
+    source: str
+    target: str
+    protocol: Literal["http", "grpc", "tcp"] = "http"
+    rate: Rate | None = None
+    per_request: float | None = None
+    errors: Mapping[str, float] = field(default_factory=dict)
+    tcp: TcpTraffic = field(default_factory=TcpTraffic)
+    network_ms: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise InvalidArgument(f"edge {self.source}->{self.target}: unknown protocol {self.protocol!r}; "
+                                  f"must be one of: {', '.join(PROTOCOLS)}")
+        if (self.rate is None) == (self.per_request is None):
+            raise InvalidArgument(f"edge {self.source}->{self.target}: give exactly one of rate and per_request")
+        if self.per_request is not None and not self.per_request >= 0:
+            raise InvalidArgument(f"edge {self.source}->{self.target}: per_request must be >= 0")
+        _check_errors(self.errors, self.protocol, f"edge {self.source}->{self.target}")
+
+
+def _check_errors(errors: Mapping[str, float], protocol: str, where: str) -> None:
+    for code, share in errors.items():
+        if protocol == "grpc":
+            if code not in GRPC_CODES or code == "OK":
+                raise InvalidArgument(f"{where}: {code!r} is not a gRPC error status; use one of "
+                                      f"{', '.join(c for c in GRPC_CODES if c != 'OK')}")
+        elif not (code.isdigit() and 400 <= int(code) <= 599):
+            raise InvalidArgument(f"{where}: {code!r} is not an HTTP error status (400-599)")
+        if not 0 <= share <= 1:
+            raise InvalidArgument(f"{where}: the share of {code} must be between 0 and 1, got {share!r}")
+    if sum(errors.values()) > 1:
+        raise InvalidArgument(f"{where}: error shares add up to more than 1")
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Something that happens to a workload during the scenario.
+
+    - ``error_burst``: from ``start`` for ``duration``, calls to ``workload`` also fail
+      with ``errors`` (HTTP codes, or gRPC names on gRPC edges);
+    - ``latency_spike``: service time multiplied by ``factor`` for ``duration``;
+    - ``pod_restart``: pod number ``pod`` restarts at ``start``: its proxy's counters reset to zero;
+    - ``scale``: the workload has ``replicas`` pods from ``start`` on.
+    """
+
+    kind: Literal["error_burst", "latency_spike", "pod_restart", "scale"]
+    workload: str
+    start_s: float
+    duration_s: float = 600.0
+    errors: Mapping[str, float] = field(default_factory=dict)
+    factor: float = 1.0
+    pod: int = 0
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in INCIDENTS:
+            raise InvalidArgument(f"unknown incident kind {self.kind!r}; must be one of: {', '.join(INCIDENTS)}")
+        if self.start_s < 0 or self.duration_s <= 0:
+            raise InvalidArgument(f"incident {self.kind} on {self.workload}: start must be >= 0 and duration > 0")
+        if self.kind == "latency_spike" and self.factor <= 0:
+            raise InvalidArgument(f"latency_spike on {self.workload}: factor must be positive")
+        if self.kind == "error_burst" and not self.errors:
+            raise InvalidArgument(f"error_burst on {self.workload}: give errors, e.g. {{'503': 0.3}}")
+        if self.kind == "scale" and self.replicas < 1:
+            raise InvalidArgument(f"scale on {self.workload}: replicas must be at least 1")
+
+    def active(self, offsets_s: np.ndarray) -> np.ndarray:
+        """Which offsets fall inside the incident."""
+        return (offsets_s > self.start_s) & (offsets_s <= self.start_s + self.duration_s)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """An application, its traffic and its incidents; seeded, so a scenario is reproducible.
+
+    Attributes
+    ----------
+    name : str
+    workloads : tuple of Workload
+    edges : tuple of Edge
+    incidents : tuple of Incident
+    seed : int
+    interval_s : float
+        The scrape interval; every output has one point per interval.
+    start : pandas.Timestamp
+        When the scenario begins (UTC). Fixed by default, so datasets are reproducible.
+    duration_s : float
+        The default length of a run.
+    description : str
+    """
+
+    name: str
+    workloads: tuple[Workload, ...]
+    edges: tuple[Edge, ...]
+    incidents: tuple[Incident, ...] = ()
+    seed: int = 0
+    interval_s: float = 15.0
+    start: pd.Timestamp = field(default_factory=lambda: pd.Timestamp("2024-03-04T00:00:00Z"))
+    duration_s: float = 6 * 3600.0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.interval_s < 1 or self.interval_s != int(self.interval_s):
+            raise InvalidArgument(f"scenario {self.name!r}: interval must be a whole number of seconds >= 1")
+        keys = [w.key for w in self.workloads]
+        duplicates = sorted({k for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise InvalidArgument(f"scenario {self.name!r}: workloads defined twice: {duplicates}")
+        if not self.workloads:
+            raise InvalidArgument(f"scenario {self.name!r} has no workloads")
+        for edge in self.edges:
+            for end in (edge.source, edge.target):
+                self.workload(end)
+            if self.workload(edge.source).external:
+                raise InvalidArgument(f"edge {edge.source}->{edge.target}: an external service cannot call out")
+        for incident in self.incidents:
+            self.workload(incident.workload)
+        self.edge_order()  # raises on cycles
+
+    def workload(self, ref: str) -> Workload:
+        """Find a workload by ``name`` (if unique) or ``namespace/name``."""
+        matches = [w for w in self.workloads if ref in (w.key, w.name)]
+        if len(matches) == 1:
+            return matches[0]
+        known = ", ".join(w.key for w in self.workloads)
+        if not matches:
+            raise InvalidArgument(f"scenario {self.name!r}: unknown workload {ref!r}; known: {known}")
+        raise InvalidArgument(f"scenario {self.name!r}: {ref!r} is ambiguous; write namespace/name ({known})")
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces, in order of first appearance."""
+        return list(dict.fromkeys(w.namespace for w in self.workloads))
+
+    def edge_order(self) -> list[Edge]:
+        """Edges in an order where every ``per_request`` edge follows the edges into its source."""
+        pending = list(self.edges)
+        done: list[Edge] = []
+        while pending:
+            ready = [e for e in pending if e.per_request is None or not any(
+                self.workload(p.target).key == self.workload(e.source).key for p in pending)]
+            if not ready:
+                cycle = ", ".join(f"{e.source}->{e.target}" for e in pending)
+                raise InvalidArgument(f"scenario {self.name!r}: per_request edges form a cycle: {cycle}")
+            done += ready
+            pending = [e for e in pending if e not in ready]
+        return done
+
+    def to_dict(self) -> dict[str, Any]:
+        """The scenario as plain data, as :func:`scenario_from_dict` reads it."""
+        return _scenario_to_dict(self)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+_DURATION_FIELDS = {"period": "period_s", "peak_at": "peak_at_s", "ramp_start": "ramp_start_s",
+                    "ramp_end": "ramp_end_s", "burst_every": "burst_every_s", "burst_length": "burst_length_s",
+                    "start": "start_s", "duration": "duration_s", "interval": "interval_s",
+                    "connection_seconds": "connection_seconds"}
+
+
+def _build(cls: type, data: Any, where: str, **converted: Any) -> Any:
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"{where} must be a mapping, got {type(data).__name__}: {data!r}")
+    allowed = {f.name for f in fields(cls)}
+    public = {k for k in allowed if not k.endswith("_s")} | {k for k, v in _DURATION_FIELDS.items() if v in allowed}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in converted:
+            continue
+        target = _DURATION_FIELDS.get(key, key)
+        if target not in allowed or (target.endswith("_s") and key == target):
+            allowed_keys = ", ".join(sorted(public | set(converted)))
+            raise InvalidArgument(f"{where}: unknown key {key!r}; allowed: {allowed_keys}")
+        if target.endswith("_s"):
+            value = _seconds(value, f"{where}.{key}")
+        kwargs[target] = value
+    kwargs.update({k: v for k, v in converted.items() if v is not None})
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise InvalidArgument(f"{where}: {exc}") from None
+
+
+def _rate(data: Any, where: str) -> Rate | None:
+    if data is None:
+        return None
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        return Rate(float(data))
+    return _build(Rate, data, where)
+
+
+def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
+    """Build a :class:`Scenario` from plain data (as loaded from YAML or TOML).
+
+    Raises
+    ------
+    InvalidArgument
+        Naming the offending key or reference, where it is, and what is allowed.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidArgument(f"a scenario must be a mapping, got {type(data).__name__}")
+    name = str(data.get("name", "scenario"))
+    where = f"scenario {name!r}"
+    workloads = tuple(
+        _build(Workload, w, f"{where} workloads[{i}]", latency=_build(Latency, w.get("latency", {}),
+                                                                      f"{where} workloads[{i}].latency")
+               if isinstance(w, Mapping) else None)
+        for i, w in enumerate(_list(data.get("workloads"), f"{where}.workloads"))
+    )
+    edges = []
+    for i, e in enumerate(_list(data.get("edges", []), f"{where}.edges")):
+        loc = f"{where} edges[{i}]"
+        if not isinstance(e, Mapping):
+            raise InvalidArgument(f"{loc} must be a mapping")
+        renamed = {("source" if k == "from" else "target" if k == "to" else k): v for k, v in e.items()}
+        errors = {str(k): float(v) for k, v in (renamed.get("errors") or {}).items()}
+        edges.append(_build(Edge, renamed, loc, rate=_rate(renamed.get("rate"), f"{loc}.rate"), errors=errors,
+                            tcp=_build(TcpTraffic, renamed.get("tcp", {}), f"{loc}.tcp")))
+    incidents = []
+    for i, inc in enumerate(_list(data.get("incidents", []), f"{where}.incidents")):
+        loc = f"{where} incidents[{i}]"
+        if isinstance(inc, Mapping) and "at" in inc:
+            inc = {("start" if k == "at" else k): v for k, v in inc.items()}
+        burst = {str(k): float(v) for k, v in (inc.get("errors") or {}).items()} if isinstance(inc, Mapping) else None
+        incidents.append(_build(Incident, inc, loc, errors=burst))
+    top = {k: v for k, v in data.items() if k not in ("workloads", "edges", "incidents")}
+    allowed = {"name", "seed", "interval", "start", "duration", "description"}
+    unknown = sorted(set(top) - allowed)
+    if unknown:
+        everything = ", ".join(sorted(allowed | {"workloads", "edges", "incidents"}))
+        raise InvalidArgument(f"{where}: unknown keys {unknown}; allowed: {everything}")
+    extra: dict[str, Any] = {}
+    if "start" in top:
+        extra["start"] = to_timestamp(top["start"], name=f"{where}.start")
+    for key in ("interval", "duration"):
+        if key in top:
+            extra[f"{key}_s"] = _seconds(top[key], f"{where}.{key}")
+    return Scenario(name=name, workloads=workloads, edges=tuple(edges), incidents=tuple(incidents),
+                    seed=int(top.get("seed", 0)), description=str(top.get("description", "")), **extra)
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if value is None:
+        raise InvalidArgument(f"{where} is missing")
+    if not isinstance(value, list):
+        raise InvalidArgument(f"{where} must be a list, got {type(value).__name__}")
+    return value
+
+
+def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario) -> Scenario:
+    """Load a scenario: a built-in name (``"shop"``), a ``.yaml``/``.yml``/``.toml`` file, or a dict.
+
+    Raises
+    ------
+    InvalidArgument
+        For an unknown name, an unreadable or malformed file, or an invalid scenario.
+    FileNotFoundError
+        For a path that does not exist.
+    """
+    if isinstance(source, Scenario):
+        return source
+    if isinstance(source, Mapping):
+        return scenario_from_dict(source)
+    path = Path(source)
+    builtin = Path(__file__).parent / "scenarios" / f"{source}.yaml"
+    if isinstance(source, str) and path.suffix == "" and not path.exists():
+        if not builtin.exists():
+            names = ", ".join(sorted(p.stem for p in builtin.parent.glob("*.yaml")))
+            raise InvalidArgument(f"unknown scenario {source!r}; built-in scenarios: {names}; or give a file path")
+        path = builtin
+    if not path.exists():
+        raise FileNotFoundError(f"scenario file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        elif path.suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        else:
+            raise InvalidArgument(f"scenario file {str(path)!r}: use a .yaml, .yml or .toml file")
+    except InvalidArgument:
+        raise
+    except Exception as exc:  # the parsers' own error types vary
+        raise InvalidArgument(f"scenario file {str(path)!r} is not valid {path.suffix[1:].upper()}: {exc}") from None
+    return scenario_from_dict(data)
+
+
+def _scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
+    def dur(seconds: float) -> str:
+        return f"{seconds:g}s"
+
+    def plain(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(obj):
+            value = getattr(obj, f.name)
+            if f.name in skip or value is None:
+                continue
+            key = next((k for k, v in _DURATION_FIELDS.items() if v == f.name and f.name.endswith("_s")), f.name)
+            out[key] = dur(value) if f.name.endswith("_s") else value
+        return out
+
+    return {
+        "name": scenario.name,
+        "description": scenario.description,
+        "seed": scenario.seed,
+        "interval": dur(scenario.interval_s),
+        "start": scenario.start.isoformat().replace("+00:00", "Z"),
+        "duration": dur(scenario.duration_s),
+        "workloads": [{**plain(w, ("latency",)), "latency": plain(w.latency)} for w in scenario.workloads],
+        "edges": [
+            {**{("from" if k == "source" else "to" if k == "target" else k): v
+                for k, v in plain(e, ("rate", "errors", "tcp")).items()},
+             **({"rate": plain(e.rate)} if e.rate else {}), "errors": dict(e.errors), "tcp": plain(e.tcp)}
+            for e in scenario.edges
+        ],
+        "incidents": [{**plain(i, ("errors",)), "errors": dict(i.errors)} for i in scenario.incidents],
+    }

@@ -1,0 +1,357 @@
+"""The simulation itself: who calls whom, how often, with what result, interval by interval.
+
+:func:`simulate` turns a :class:`~meshlab.sim.scenario.Scenario` into :class:`Traffic`:
+request counts per interval, per source pod, destination pod and status; TCP
+connections and bytes; pods and their restarts. Latency is not sampled here: it is a
+distribution per workload and interval (:meth:`Traffic.latency`), which the mesh
+renderers sample into histogram buckets and the ground truth reads exactly.
+
+Interval ``k`` is the time between scrapes ``k-1`` and ``k``; index 0 is the first
+scrape, when every counter reads zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .costs import MESH_COSTS
+from .dist import Mixture
+from .scenario import GRPC_CODES, Edge, Scenario, Workload
+
+__all__ = ["EdgeTraffic", "Pod", "Traffic", "simulate"]
+
+_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
+
+
+def _rng(seed: int, *parts: object) -> np.random.Generator:
+    # One independent, reproducible stream per named thing, whatever order things are built in.
+    return np.random.default_rng([seed, *(zlib.crc32(str(p).encode()) for p in parts)])
+
+
+def _token(seed: int, text: str, length: int) -> str:
+    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
+    return "".join(_HASH_ALPHABET[b % len(_HASH_ALPHABET)] for b in digest[:length])
+
+
+@dataclass
+class Pod:
+    """One pod of a workload.
+
+    Attributes
+    ----------
+    name : str
+        The pod name, e.g. ``frontend-7c9f8b6d4f-x2k9p`` (Deployments) or ``db-0`` (StatefulSets).
+    ip : str
+        A made-up pod IP, used in ``instance`` labels.
+    first : int
+        The first scrape at which the pod exists (its counters read zero there).
+    last : int
+        The last scrape at which it exists.
+    restarts : list of int
+        Scrapes whose interval contains a restart: the counters read only that interval.
+    """
+
+    workload: Workload
+    index: int
+    name: str
+    ip: str
+    template_hash: str
+    first: int
+    last: int
+    restarts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class EdgeTraffic:
+    """What travelled over one edge.
+
+    Attributes
+    ----------
+    statuses : list of str
+        HTTP status codes (``"200"`` first) or, on gRPC edges, gRPC status names (``"OK"`` first).
+    requests : numpy.ndarray
+        int64 ``[interval, source pod, destination pod, status]``; empty on TCP edges.
+    opened : numpy.ndarray
+        int64 ``[interval, source pod, destination pod]``: connections opened.
+    open : numpy.ndarray
+        int64 ``[scrape, source pod, destination pod]``: connections open at each scrape.
+    sent_bytes, received_bytes : numpy.ndarray
+        int64 ``[interval, source pod, destination pod]``, seen from the client.
+    """
+
+    edge: Edge
+    source: Workload
+    target: Workload
+    statuses: list[str]
+    requests: np.ndarray
+    opened: np.ndarray
+    open: np.ndarray
+    sent_bytes: np.ndarray
+    received_bytes: np.ndarray
+
+    @property
+    def is_grpc(self) -> bool:
+        return self.edge.protocol == "grpc"
+
+    @property
+    def is_tcp(self) -> bool:
+        return self.edge.protocol == "tcp"
+
+    def http_status(self, status: str) -> str:
+        """The HTTP status code a status travels with (gRPC errors ride on HTTP 200)."""
+        return "200" if self.is_grpc else status
+
+    def grpc_code(self, status: str) -> str:
+        """The numeric gRPC status (``"14"``), or ``""`` for HTTP."""
+        return str(GRPC_CODES[status]) if self.is_grpc else ""
+
+
+@dataclass
+class Traffic:
+    """A simulated run: the scenario, its time grid, pods and per-edge traffic."""
+
+    scenario: Scenario
+    times_ms: np.ndarray
+    pods: dict[str, list[Pod]]
+    edges: list[EdgeTraffic]
+    latency_factor: dict[str, np.ndarray]
+
+    @property
+    def interval_s(self) -> float:
+        return self.scenario.interval_s
+
+    @property
+    def n(self) -> int:
+        """The number of scrapes (one more than the number of intervals)."""
+        return len(self.times_ms)
+
+    def timestamps(self) -> pd.DatetimeIndex:
+        """The scrape times as an aware UTC index."""
+        return pd.DatetimeIndex(pd.to_datetime(self.times_ms, unit="ms", utc=True)).as_unit("ns")
+
+    def exists(self, workload: Workload) -> np.ndarray:
+        """bool ``[scrape, pod]``: the pod exists (and exports metrics) at the scrape."""
+        pods = self.pods[workload.key]
+        k = np.arange(self.n)[:, None]
+        first = np.array([p.first for p in pods])[None, :]
+        last = np.array([p.last for p in pods])[None, :]
+        return (k >= first) & (k <= last)
+
+    def resets(self, workload: Workload) -> np.ndarray:
+        """bool ``[scrape, pod]``: counters restart from zero during the interval before the scrape."""
+        out = np.zeros((self.n, len(self.pods[workload.key])), dtype=bool)
+        for j, pod in enumerate(self.pods[workload.key]):
+            out[pod.restarts, j] = True
+        return out
+
+    def inbound_requests(self, workload: Workload) -> np.ndarray:
+        """int64 ``[interval, pod]``: requests each pod of ``workload`` received."""
+        total = np.zeros((self.n, len(self.pods[workload.key])), dtype=np.int64)
+        for et in self.edges:
+            if et.target.key == workload.key and not et.is_tcp:
+                total += et.requests.sum(axis=(1, 3))
+        return total
+
+    def outbound_requests(self, workload: Workload) -> np.ndarray:
+        """int64 ``[interval, pod]``: requests each pod of ``workload`` sent."""
+        total = np.zeros((self.n, len(self.pods[workload.key])), dtype=np.int64)
+        for et in self.edges:
+            if et.source.key == workload.key and not et.is_tcp:
+                total += et.requests.sum(axis=(2, 3))
+        return total
+
+    def proxy_rps(self, workload: Workload) -> np.ndarray:
+        """float ``[interval]``: requests per second through an average proxy of the workload."""
+        both = self.inbound_requests(workload) + self.outbound_requests(workload)
+        alive = np.maximum(self.exists(workload).sum(axis=1), 1)
+        return both.sum(axis=1) / alive / self.interval_s
+
+    def latency(self, workload: Workload, mesh: str, side: str, caller: Workload | None = None,
+                network_ms: float = 0.0) -> Mixture:
+        """The latency distribution per interval of requests to ``workload``, as one side sees it.
+
+        ``side="server"`` is what the destination's own proxy measures (service time plus
+        its inbound proxy); ``side="client"`` is what the caller's proxy measures (plus the
+        network and the caller's outbound proxy). ``mesh="none"`` is the application's own
+        view, with no proxy.
+        """
+        spec = workload.latency
+        factor = self.latency_factor[workload.key]
+        shift = np.zeros(self.n)
+        if mesh != "none" and not workload.external:
+            shift = shift + MESH_COSTS[mesh].latency_ms(self.proxy_rps(workload))
+        if side == "client":
+            shift = shift + network_ms
+            if mesh != "none" and caller is not None and caller.meshed:
+                shift = shift + MESH_COSTS[mesh].latency_ms(self.proxy_rps(caller))
+        return Mixture(
+            median=spec.median_ms * factor,
+            sigma=np.full(self.n, spec.sigma),
+            tail_p=np.full(self.n, spec.tail_probability),
+            tail_f=np.full(self.n, spec.tail_factor),
+            shift=shift,
+        )
+
+
+def _pods(scenario: Scenario, n: int) -> dict[str, list[Pod]]:
+    pods: dict[str, list[Pod]] = {}
+    interval_ms = scenario.interval_s
+    for w_index, w in enumerate(scenario.workloads):
+        events = sorted((i for i in scenario.incidents if i.workload in (w.key, w.name) and i.kind == "scale"),
+                        key=lambda i: i.start_s)
+        template = _token(scenario.seed, f"{w.key}/template", 10)
+        made: list[Pod] = []
+
+        def add(index: int, first: int, w: Workload = w, template: str = template, made: list[Pod] = made,
+                w_index: int = w_index) -> None:
+            if w.kind == "statefulset":
+                name = f"{w.name}-{index}"
+            elif w.kind == "job" or w.kind == "daemonset":
+                name = f"{w.name}-{_token(scenario.seed, f'{w.key}/{index}', 5)}"
+            else:
+                name = f"{w.name}-{template}-{_token(scenario.seed, f'{w.key}/{index}', 5)}"
+            ip = f"10.{w_index % 250 + 1}.{index // 250}.{index % 250 + 2}"
+            made.append(Pod(w, index, name, ip, template, first, n - 1))
+
+        replicas = 1 if w.external else w.replicas
+        for i in range(replicas):
+            add(i, 0)
+        for event in events:
+            k = min(int(np.ceil(event.start_s / interval_ms)), n - 1)
+            live = [p for p in made if p.last == n - 1]
+            if event.replicas > len(live):
+                for i in range(len(made), len(made) + event.replicas - len(live)):
+                    add(i, k)
+            for pod in live[event.replicas:]:
+                pod.last = k - 1 if k > pod.first else pod.first
+        for event in scenario.incidents:
+            if event.kind == "pod_restart" and event.workload in (w.key, w.name):
+                k = min(max(int(np.ceil(event.start_s / interval_ms)), 1), n - 1)
+                if event.pod >= len(made):
+                    from ..errors import InvalidArgument
+
+                    raise InvalidArgument(f"pod_restart on {w.key}: there is no pod {event.pod} "
+                                          f"(it has {len(made)})")
+                made[event.pod].restarts.append(k)
+        pods[w.key] = made
+    return pods
+
+
+def simulate(scenario: Scenario, *, hours: float | None = None) -> Traffic:
+    """Run a scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    hours : float, optional
+        How long to simulate; the scenario's own duration by default.
+
+    Returns
+    -------
+    Traffic
+    """
+    duration_s = scenario.duration_s if hours is None else hours * 3600.0
+    intervals = max(int(duration_s // scenario.interval_s), 1)
+    n = intervals + 1
+    start_ms = int(scenario.start.value // 1_000_000)
+    times_ms = start_ms + np.arange(n, dtype=np.int64) * int(scenario.interval_s * 1000)
+    offsets = np.arange(n) * scenario.interval_s
+    mid = offsets - scenario.interval_s / 2  # each interval's midpoint (index 0 is unused)
+    day_offset = float((scenario.start - scenario.start.normalize()).total_seconds())
+    pods = _pods(scenario, n)
+
+    latency_factor = {}
+    for w in scenario.workloads:
+        factor = np.ones(n)
+        for inc in scenario.incidents:
+            if inc.kind == "latency_spike" and inc.workload in (w.key, w.name):
+                factor = np.where(inc.active(offsets), factor * inc.factor, factor)
+        latency_factor[w.key] = factor
+
+    traffic = Traffic(scenario, times_ms, pods, [], latency_factor)
+    inbound: dict[str, np.ndarray] = {w.key: np.zeros(n, dtype=np.int64) for w in scenario.workloads}
+    for edge in scenario.edge_order():
+        source, target = scenario.workload(edge.source), scenario.workload(edge.target)
+        rng = _rng(scenario.seed, "edge", source.key, target.key)
+        serves_src = traffic.exists(source) & np.roll(traffic.exists(source), 1, axis=0)
+        serves_dst = traffic.exists(target) & np.roll(traffic.exists(target), 1, axis=0)
+        serves_src[0] = serves_dst[0] = False
+        pair_ok = serves_src[:, :, None] & serves_dst[:, None, :]
+        n_pairs = pair_ok.reshape(n, -1).sum(axis=1)
+        if edge.rate is not None:
+            expected = edge.rate.at(mid, day_offset) * scenario.interval_s
+        else:
+            expected = (edge.per_request or 0.0) * inbound[source.key]
+        expected = np.where(n_pairs > 0, expected, 0.0)
+        expected[0] = 0.0
+        total = rng.poisson(expected)
+        pair_p = pair_ok.reshape(n, -1) / np.maximum(n_pairs, 1)[:, None]
+        pair_p[n_pairs == 0, 0] = 1.0  # total is 0 there; any valid distribution will do
+        per_pair = rng.multinomial(total, pair_p).reshape(pair_ok.shape)
+        n_src, n_dst = pair_ok.shape[1:]
+
+        if edge.protocol == "tcp":
+            et = _tcp_edge(edge, source, target, per_pair, scenario.interval_s, rng)
+        else:
+            statuses, probs = _status_probabilities(edge, target, scenario, offsets)
+            counts = np.zeros((n, n_src, n_dst, len(statuses)), dtype=np.int64)
+            remaining = per_pair.copy()
+            left = np.ones(n)
+            for s in range(len(statuses) - 1, 0, -1):  # errors first, success takes the rest
+                p = np.clip(probs[:, s] / np.maximum(left, 1e-12), 0, 1)
+                drawn = rng.binomial(remaining, p[:, None, None])
+                counts[..., s] = drawn
+                remaining -= drawn
+                left = left - probs[:, s]
+            counts[..., 0] = remaining
+            conns = np.where(traffic.exists(source)[:, :, None] & traffic.exists(target)[:, None, :],
+                             edge.tcp.connections, 0).astype(np.int64)
+            opened = np.diff(conns, axis=0, prepend=0).clip(min=0)
+            requests = counts.sum(axis=3)
+            et = EdgeTraffic(edge, source, target, statuses, counts, opened, conns,
+                             np.rint(requests * edge.tcp.request_bytes).astype(np.int64),
+                             np.rint(requests * edge.tcp.response_bytes).astype(np.int64))
+            inbound[target.key] += requests.sum(axis=(1, 2))
+        traffic.edges.append(et)
+    traffic.edges.sort(key=lambda et: scenario.edges.index(et.edge))
+    return traffic
+
+
+def _status_probabilities(edge: Edge, target: Workload, scenario: Scenario,
+                          offsets: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """The statuses an edge can return (success first) and their probability per interval."""
+    bursts = [i for i in scenario.incidents if i.kind == "error_burst" and i.workload in (target.key, target.name)]
+    codes: dict[str, None] = dict.fromkeys(edge.errors)
+    for burst in bursts:
+        for code in burst.errors:
+            if (code in GRPC_CODES) == (edge.protocol == "grpc"):
+                codes[code] = None
+    statuses = ["OK" if edge.protocol == "grpc" else "200", *codes]
+    probs = np.zeros((len(offsets), len(statuses)))
+    for s, code in enumerate(statuses[1:], start=1):
+        probs[:, s] = edge.errors.get(code, 0.0)
+        for burst in bursts:
+            probs[:, s] += np.where(burst.active(offsets), burst.errors.get(code, 0.0), 0.0)
+    scale = np.maximum(probs[:, 1:].sum(axis=1), 1.0)
+    probs[:, 1:] /= scale[:, None]
+    probs[:, 0] = 1 - probs[:, 1:].sum(axis=1)
+    return statuses, probs
+
+
+def _tcp_edge(edge: Edge, source: Workload, target: Workload, opened: np.ndarray, interval_s: float,
+              rng: np.random.Generator) -> EdgeTraffic:
+    # Every connection lasts connection_seconds (rounded to whole intervals): open = opened
+    # over that many past intervals; bytes flow at a steady rate while open.
+    lifetime = max(round(edge.tcp.connection_seconds / interval_s), 1)
+    cumulative = np.cumsum(opened, axis=0)
+    before = np.concatenate([np.zeros((lifetime, *opened.shape[1:]), dtype=np.int64), cumulative[:-lifetime]])
+    open_now = cumulative - before[: len(cumulative)]
+    sent = rng.poisson(open_now * edge.tcp.sent_bytes_per_second * interval_s)
+    received = rng.poisson(open_now * edge.tcp.received_bytes_per_second * interval_s)
+    empty = np.zeros((*opened.shape, 0), dtype=np.int64)
+    return EdgeTraffic(edge, source, target, [], empty, opened, open_now, sent, received)

@@ -1,0 +1,193 @@
+"""Ground truth: what really happened in a simulated run, as tidy frames.
+
+Each row covers one scrape interval and is stamped with the scrape that ends it, so a
+query with ``window`` = the interval, evaluated at the scrapes, should see exactly these
+counts. Latency quantiles are exact quantiles of the distribution each interval's
+requests were drawn from (not of the drawn sample), as that mesh's proxies would
+observe them; Prometheus' ``histogram_quantile`` estimates them within bucket resolution.
+
+Success and failure follow each mesh's own classification (``classify``): Linkerd fails
+HTTP 5xx and gRPC statuses 2, 4, 13, 14 and 15; Istio (as its dashboards do) and Consul
+fail HTTP 5xx only, so gRPC errors, which travel in HTTP 200 responses, count as
+successes there; ``none`` (the application's view) fails HTTP 5xx and the same gRPC
+statuses as Linkerd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from .costs import MESH_COSTS
+from .meshes import LINKERD_GRPC_FAILURES, proxy_usage
+from .scenario import GRPC_CODES
+from .traffic import EdgeTraffic, Traffic
+
+__all__ = ["classify", "edges_truth", "proxies_truth", "status_truth", "tcp_truth", "traffic_truth"]
+
+DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def classify(mesh: str, et: EdgeTraffic, status: str) -> bool:
+    """Whether ``mesh`` counts a request that ended with ``status`` on this edge as a failure."""
+    if et.is_grpc:
+        return mesh in ("linkerd", "none") and str(GRPC_CODES[status]) in LINKERD_GRPC_FAILURES
+    return status.startswith("5")
+
+
+def _frame(columns: dict[str, object], kind: str) -> pd.DataFrame:
+    frame = pd.DataFrame(columns)
+    for column in schema.FRAMES[kind].columns:
+        if column.role == "label":
+            frame[column.name] = frame[column.name].astype("category")
+        elif column.role == "metric":
+            frame[column.name] = frame[column.name].astype("float64")
+    return schema.validate(frame[schema.FRAMES[kind].names], kind)
+
+
+def _golden(success: np.ndarray, failure: np.ndarray, interval_s: float, latency: dict[float, np.ndarray]
+            ) -> dict[str, np.ndarray]:
+    requests = success + failure
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(requests > 0, success / np.where(requests > 0, requests, 1), np.nan)
+    out = {"success_count": success, "failure_count": failure, "requests": requests, "success_rate": rate,
+           "rps": requests / interval_s}
+    for q, values in latency.items():
+        out[_quantile_column(q)] = np.where(requests > 0, values, np.nan)
+    return out
+
+
+def _quantile_column(q: float) -> str:
+    text = f"{q * 100:g}".replace(".", "")
+    return f"latency_p{text}_ms"
+
+
+def traffic_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> pd.DataFrame:
+    """Per workload and interval: inbound requests, success/failure as ``mesh`` classifies them,
+    and exact latency quantiles as the workload's own (server-side) proxy observes them.
+
+    Workloads with no inbound traffic in an interval appear with zero counts and NaN
+    rates and latencies. External services have no rows (no proxy observes them).
+    """
+    times = traffic.timestamps()[1:]
+    parts = []
+    for w in traffic.scenario.workloads:
+        incoming = [et for et in traffic.edges if et.target.key == w.key and not et.is_tcp]
+        if not incoming or w.external:
+            continue
+        success = np.zeros(traffic.n)
+        failure = np.zeros(traffic.n)
+        for et in incoming:
+            per_status = et.requests.sum(axis=(1, 2))
+            for s, status in enumerate(et.statuses):
+                if classify(mesh, et, status):
+                    failure += per_status[:, s]
+                else:
+                    success += per_status[:, s]
+        mixture = traffic.latency(w, mesh, "server")
+        latency = {q: mixture.quantile(q) for q in quantiles}
+        golden = _golden(success, failure, traffic.interval_s, latency)
+        parts.append(pd.DataFrame({"timestamp": times, "mesh": mesh, "kind": w.kind, "namespace": w.namespace,
+                                   "name": w.name, **{k: v[1:] for k, v in golden.items()}}))
+    return _with_quantiles(pd.concat(parts, ignore_index=True), "traffic", quantiles)
+
+
+def _with_quantiles(frame: pd.DataFrame, kind: str, quantiles: Sequence[float]) -> pd.DataFrame:
+    extra = [_quantile_column(q) for q in quantiles if _quantile_column(q) not in schema.FRAMES[kind].names]
+    base = _frame({c: frame[c] for c in schema.FRAMES[kind].names}, kind)
+    for column in extra:
+        base[column] = frame[column].astype("float64").to_numpy()
+    return base
+
+
+def edges_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> pd.DataFrame:
+    """Per edge, observing side and interval: requests, success/failure and latency quantiles.
+
+    ``side="client"`` is the caller's proxy (latency includes the network and both
+    proxies); ``side="server"`` is the callee's. Unmeshed callers have only a server side,
+    external callees only a client side. ``mesh="none"`` gives the application's view
+    (client side: service time plus network).
+    """
+    times = traffic.timestamps()[1:]
+    parts = []
+    for et in traffic.edges:
+        if et.is_tcp:
+            continue
+        per_status = et.requests.sum(axis=(1, 2))
+        failed = np.array([classify(mesh, et, s) for s in et.statuses])
+        failure = per_status[:, failed].sum(axis=1).astype(float)
+        success = per_status[:, ~failed].sum(axis=1).astype(float)
+        sides = []
+        if et.source.meshed or mesh == "none":
+            sides.append(("client", traffic.latency(et.target, mesh, "client", caller=et.source,
+                                                    network_ms=et.edge.network_ms)))
+        if not et.target.external and (et.target.meshed or mesh == "none"):
+            sides.append(("server", traffic.latency(et.target, mesh, "server")))
+        for side, mixture in sides:
+            golden = _golden(success, failure, traffic.interval_s, {q: mixture.quantile(q) for q in quantiles})
+            parts.append(pd.DataFrame({
+                "timestamp": times, "mesh": mesh, "kind": et.target.kind,
+                "src_namespace": et.source.namespace, "src_name": et.source.name,
+                "dst_namespace": et.target.namespace, "dst_name": et.target.name, "side": side,
+                **{k: v[1:] for k, v in golden.items()}}))
+    return _with_quantiles(pd.concat(parts, ignore_index=True), "edges", quantiles)
+
+
+def status_truth(traffic: Traffic) -> pd.DataFrame:
+    """Per edge, status and interval: how many requests ended that way (HTTP and gRPC edges)."""
+    times = traffic.timestamps()[1:]
+    parts = []
+    for et in traffic.edges:
+        if et.is_tcp:
+            continue
+        per_status = et.requests.sum(axis=(1, 2))
+        for s, status in enumerate(et.statuses):
+            parts.append(pd.DataFrame({
+                "timestamp": times, "src_namespace": et.source.namespace, "src_name": et.source.name,
+                "dst_namespace": et.target.namespace, "dst_name": et.target.name,
+                "protocol": et.edge.protocol, "status": status, "requests": per_status[1:, s]}))
+    return _frame({c: pd.concat(parts, ignore_index=True)[c] for c in schema.FRAMES["status_counts"].names},
+                  "status_counts")
+
+
+def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
+    """Per edge and interval: connections and bytes, from the client's point of view."""
+    times = traffic.timestamps()[1:]
+    parts = []
+    for et in traffic.edges:
+        sides = ["client"] if et.source.meshed or mesh == "none" else []
+        if not et.target.external and (et.target.meshed or mesh == "none"):
+            sides.append("server")
+        for side in sides:
+            parts.append(pd.DataFrame({
+                "timestamp": times, "mesh": mesh, "kind": et.target.kind,
+                "src_namespace": et.source.namespace, "src_name": et.source.name,
+                "dst_namespace": et.target.namespace, "dst_name": et.target.name, "side": side,
+                "opened_connections": et.opened.sum(axis=(1, 2))[1:],
+                "open_connections": et.open.sum(axis=(1, 2))[1:],
+                "sent_bytes_per_second": et.sent_bytes.sum(axis=(1, 2))[1:] / traffic.interval_s,
+                "received_bytes_per_second": et.received_bytes.sum(axis=(1, 2))[1:] / traffic.interval_s}))
+    return _frame({c: pd.concat(parts, ignore_index=True)[c] for c in schema.FRAMES["tcp"].names}, "tcp")
+
+
+def proxies_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
+    """Per meshed pod and interval: the proxy's mean CPU cores and its working set at the scrape."""
+    times = traffic.timestamps()
+    parts = []
+    for w in traffic.scenario.workloads:
+        if not w.meshed or mesh == "none":
+            continue
+        for pod in traffic.pods[w.key]:
+            cpu_seconds, memory = proxy_usage(traffic, mesh, pod)
+            alive = np.arange(traffic.n)
+            keep = (alive > pod.first) & (alive <= pod.last)
+            parts.append(pd.DataFrame({
+                "timestamp": times[keep], "mesh": mesh, "namespace": w.namespace, "workload": w.name,
+                "pod": pod.name, "container": MESH_COSTS[mesh].container,
+                "cpu_cores": cpu_seconds[keep] / traffic.interval_s, "memory_bytes": memory[keep]}))
+    if not parts:
+        return schema.empty("proxies")
+    return _frame({c: pd.concat(parts, ignore_index=True)[c] for c in schema.FRAMES["proxies"].names}, "proxies")
