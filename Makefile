@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-oldest lint typecheck pytest bench servers clean
+.PHONY: demo test test-oldest lint typecheck pytest bench datasets servers clean
 
 demo: servers $(VENV)/.installed-base
 	$(BIN)/meshlab demo
@@ -34,6 +34,10 @@ test-oldest: servers
 
 bench: servers $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_query_range.py
+
+# Rebuild datasets/ from the simulator through a real Prometheus (about a minute).
+datasets: servers $(VENV)/.installed-dev
+	$(BIN)/python scripts/build_datasets.py
 
 servers:
 	@scripts/install-servers

@@ -18,6 +18,10 @@ _LAZY = {
     "promql": "meshlab.prometheus.promql",
     "LocalPrometheus": "meshlab.prometheus.local",
     "LocalVictoriaMetrics": "meshlab.prometheus.local",
+    "sandbox": "meshlab.sim.sandbox",
+    "Sandbox": "meshlab.sim.sandbox",
+    "datasets": "meshlab.datasets",
+    "sim": "meshlab.sim",
     "validate": "meshlab.schema",
     "schema": "meshlab.schema",
     "timeutil": "meshlab.timeutil",
@@ -36,8 +40,10 @@ _LAZY = {
 __all__ = sorted([*_LAZY, "__version__"])
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
+    from . import datasets as datasets
     from . import errors as errors
     from . import schema as schema
+    from . import sim as sim
     from . import timeutil as timeutil
     from .errors import BinaryNotFoundError as BinaryNotFoundError
     from .errors import InvalidArgument as InvalidArgument
@@ -54,6 +60,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .prometheus.local import LocalPrometheus as LocalPrometheus
     from .prometheus.local import LocalVictoriaMetrics as LocalVictoriaMetrics
     from .schema import validate as validate
+    from .sim.sandbox import Sandbox as Sandbox
+    from .sim.sandbox import sandbox as sandbox
 
 
 def __getattr__(name: str) -> Any:
@@ -61,7 +69,7 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'meshlab' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if module_name.rsplit(".", 1)[-1] == name else getattr(module, name)
+    value = getattr(module, name) if hasattr(module, name) else module
     globals()[name] = value
     return value
 

@@ -1,39 +1,56 @@
-"""The ``meshlab`` command line: ``meshlab demo`` and ``meshlab query``."""
+"""The ``meshlab`` command line: ``demo``, ``query``, ``sim serve`` and ``sim backfill``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
+import time
 from collections.abc import Sequence
-from pathlib import Path
 
-from .errors import BinaryNotFoundError, MeshlabError
+from .errors import MeshlabError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Start a local Prometheus on a small synthetic history, query it, write a CSV."""
-    from .demo import DEMO_END_MS, write_demo_history
-    from .prometheus.local import LocalPrometheus
+    """Summarise the bundled mesh-shootout dataset per mesh and write it as CSV."""
+    import pandas as pd
+
+    from . import datasets
     from .report import write_csv
 
-    with tempfile.TemporaryDirectory(prefix="meshlab-demo-") as tmp:
-        data = write_demo_history(Path(tmp) / "demo.om")
-        try:
-            server = LocalPrometheus(openmetrics=data)
-        except BinaryNotFoundError as exc:
-            print(f"meshlab demo needs a Prometheus server binary: {exc}", file=sys.stderr)
-            return 3
-        with server:
-            promql = "sum by (namespace, deployment) (rate(demo_requests_total[1m]))"
-            end = DEMO_END_MS / 1000
-            frame = server.client.query_range(promql, end - 3000, end, "1m")
-    out = write_csv(frame, args.out)
-    summary = frame.groupby(["namespace", "deployment"], observed=True)["value"].agg(["count", "mean"])
-    print(f"Queried a local Prometheus ({len(frame)} rows):\n  {promql}\n")
-    print(summary.rename(columns={"count": "points", "mean": "mean rps"}).round(2).to_string())
+    data = datasets.load("mesh-shootout")
+    q = data.queries
+
+    def text(frame: pd.DataFrame, column: str) -> pd.Series:
+        return frame[column].astype("string") if column in frame else pd.Series(pd.NA, index=frame.index)
+
+    # Each mesh's own view of its workloads' inbound traffic, from its own PromQL.
+    linkerd, istio, consul = q["linkerd_responses"], q["istio_requests"], q["consul_requests"]
+    views = {
+        "linkerd": (linkerd, text(linkerd, "deployment").fillna(text(linkerd, "statefulset")),
+                    text(linkerd, "classification") == "failure"),
+        "istio": (istio, text(istio, "destination_workload"), text(istio, "response_code").str.startswith("5")),
+        "consul": (consul, text(consul, "consul_source_service"), text(consul, "envoy_response_code_class") == "5"),
+    }
+    rows = []
+    for mesh, (frame, workload, failed) in views.items():
+        steps = frame["timestamp"].nunique()
+        per = pd.DataFrame({"workload": workload, "rps": frame["value"],
+                            "failures": frame["value"].where(failed.fillna(False), 0.0)}).groupby("workload").sum()
+        for name, row in per.iterrows():
+            rows.append({"mesh": mesh, "workload": name, "rps": row["rps"] / steps,
+                         "success_rate": 1 - row["failures"] / row["rps"] if row["rps"] else float("nan")})
+    summary = pd.DataFrame(rows)
+    cpu = q["proxy_cpu"].groupby("container", observed=True)["value"].mean()
+    memory = q["proxy_memory"].groupby("container", observed=True)["value"].mean() / 2**20
+    out = write_csv(summary, args.out)
+    print(f"mesh-shootout ({data.manifest['hours']:g} h of the synthetic 'shop' app under three meshes)\n")
+    print(summary.pivot(index="workload", columns="mesh", values="rps").round(1).to_string())
+    print("\nsuccess rate by mesh (each mesh classifies failures its own way):")
+    print(summary.pivot(index="workload", columns="mesh", values="success_rate").round(4).to_string())
+    print("\nmean proxy cost per pod:")
+    print(pd.DataFrame({"cpu_cores": cpu.round(4), "memory_mib": memory.round(1)}).to_string())
     print(f"\nWrote {out}")
     return 0
 
@@ -54,13 +71,42 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_serve(args: argparse.Namespace) -> int:
+    from .sim import SimExporter, load_scenario, simulate
+
+    traffic = simulate(load_scenario(args.scenario), hours=args.hours)
+    with SimExporter(traffic, args.meshes.split(","), speed=args.speed, host=args.host, port=args.port) as exporter:
+        print(f"serving {args.scenario} ({args.meshes}) at {exporter.url}; Ctrl-C to stop", flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _sim_backfill(args: argparse.Namespace) -> int:
+    from .sim import load_scenario, simulate, write_backfill
+
+    began = time.perf_counter()
+    traffic = simulate(load_scenario(args.scenario), hours=args.hours)
+    files, samples = write_backfill(traffic, args.meshes.split(","), args.out)
+    print(f"wrote {samples:,} samples in {len(files)} OpenMetrics files to {args.out} "
+          f"in {time.perf_counter() - began:.1f} s")
+    if args.tsdb:
+        from .prometheus.local import backfill
+
+        backfill(files, args.tsdb)
+        print(f"backfilled them into {args.tsdb} in {time.perf_counter() - began:.1f} s in all")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, exposed for documentation and tests."""
     parser = argparse.ArgumentParser(prog="meshlab", description="Service-mesh golden signals as tidy data.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the end-to-end demo against a local Prometheus")
-    demo.add_argument("--out", default="out/demo-query.csv", help="CSV to write (default: %(default)s)")
+    demo = commands.add_parser("demo", help="summarise the bundled mesh-shootout dataset and write a CSV")
+    demo.add_argument("--out", default="out/mesh-shootout-summary.csv", help="CSV to write (default: %(default)s)")
     demo.set_defaults(run=_demo)
 
     query = commands.add_parser("query", help="run a PromQL query and write a tidy CSV")
@@ -73,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--timeout", type=float, default=30.0, help="seconds (default: %(default)s)")
     query.add_argument("-o", "--out", default=None, help="CSV file to write (default: stdout)")
     query.set_defaults(run=_query)
+
+    sim = commands.add_parser("sim", help="the traffic simulator").add_subparsers(dest="sim_command", required=True)
+    serve = sim.add_parser("serve", help="serve a scenario's metrics on /metrics for a real Prometheus to scrape")
+    backfill = sim.add_parser("backfill", help="write a scenario's metrics as OpenMetrics (and TSDB blocks)")
+    for sub in (serve, backfill):
+        sub.add_argument("--scenario", default="shop", help="built-in name or YAML/TOML file (default: %(default)s)")
+        sub.add_argument("--meshes", default="linkerd,istio,consul", help="comma-separated (default: %(default)s)")
+        sub.add_argument("--hours", type=float, default=None, help="length of the run (default: the scenario's)")
+    serve.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second (default: 1)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=9464)
+    serve.set_defaults(run=_sim_serve)
+    backfill.add_argument("--out", default="out/openmetrics", help="directory for the files (default: %(default)s)")
+    backfill.add_argument("--tsdb", default=None, help="also backfill them into this TSDB directory with promtool")
+    backfill.set_defaults(run=_sim_backfill)
     return parser
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from .errors import SchemaError
 
-__all__ = ["FRAMES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "empty", "validate"]
+__all__ = ["FRAMES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "concat", "empty", "validate"]
 
 TIMESTAMP_DTYPE = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 
@@ -266,3 +266,21 @@ def _empty_column(role: Role) -> pd.Series:
     if role == "label":
         return pd.Series(pd.Categorical([]))
     return pd.Series([], dtype="string")
+
+
+def concat(frames: Iterable[pd.DataFrame], kind: str) -> pd.DataFrame:
+    """Concatenate frames of one kind, keeping the contract.
+
+    ``pandas.concat`` turns categoricals whose categories differ into plain strings;
+    this restores them (labels) and checks the result.
+    """
+    spec = _spec(kind)
+    parts = [f for f in frames if len(f.columns)]
+    if not parts:
+        return empty(kind)
+    frame = pd.concat(parts, ignore_index=True)
+    for column in frame.columns:
+        role = next((c.role for c in spec.columns if c.name == column), "label")
+        if role == "label" and not isinstance(frame[column].dtype, pd.CategoricalDtype):
+            frame[column] = frame[column].astype("category")
+    return validate(frame, kind)

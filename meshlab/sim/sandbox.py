@@ -23,12 +23,12 @@ from typing import Any
 
 import pandas as pd
 
-from . import __version__
-from .prometheus.client import Prometheus
-from .prometheus.local import LocalPrometheus, backfill, find_binary
-from .sim.meshes import MESHES
-from .sim.scenario import Scenario, load_scenario
-from .sim.traffic import Traffic, simulate
+from .. import __version__, schema
+from ..prometheus.client import Prometheus
+from ..prometheus.local import LocalPrometheus, backfill, find_binary
+from .meshes import MESHES
+from .scenario import Scenario, load_scenario
+from .traffic import Traffic, simulate
 
 __all__ = ["Sandbox", "cache_dir", "sandbox"]
 
@@ -79,7 +79,7 @@ class Sandbox:
         target = cache_dir() / "sandbox" / self.key
         if self.cache and target.exists():
             return target
-        from .sim.output import write_backfill
+        from .output import write_backfill
 
         with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
             files, _ = write_backfill(self.traffic, self.meshes, Path(tmp) / "openmetrics")
@@ -130,7 +130,7 @@ class Sandbox:
 
     def truth(self, kind: str = "traffic", mesh: str | None = None) -> pd.DataFrame:
         """Ground truth of the run: ``traffic``, ``edges``, ``tcp``, ``proxies`` or ``status_counts``."""
-        from .sim import truth
+        from . import truth
 
         if kind == "status_counts":
             return truth.status_truth(self.traffic)
@@ -139,7 +139,7 @@ class Sandbox:
         if kind not in makers:
             raise ValueError(f"unknown truth kind {kind!r}; must be one of: {', '.join([*makers, 'status_counts'])}")
         meshes = [mesh] if mesh else [*self.meshes, "none"]
-        return pd.concat([makers[kind](self.traffic, m) for m in meshes], ignore_index=True)
+        return schema.concat((makers[kind](self.traffic, m) for m in meshes), kind)
 
 
 @contextmanager

@@ -1,0 +1,96 @@
+"""Bundled datasets: loading, the contract, the card, and loading from an installed wheel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+import meshlab as ml
+from meshlab import schema
+from meshlab.errors import InvalidArgument
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_list_and_load():
+    assert "mesh-shootout" in ml.datasets.list()
+    data = ml.datasets.load("mesh-shootout")
+    assert set(data.truth) == {"traffic", "edges", "tcp", "proxies", "status_counts"}
+    for kind, frame in data.truth.items():
+        schema.validate(frame, kind)
+        assert len(frame) > 1000
+    for name, frame in data.queries.items():
+        schema.validate(frame, "query")
+        assert len(frame) > 1000, name
+    assert set(data.truth["traffic"]["mesh"].cat.categories) == {"linkerd", "istio", "consul", "none"}
+    assert data.scenario.name == "shop" and data.manifest["queries"]["istio_requests"]["promql"].startswith("sum by")
+
+
+def test_the_card_says_it_is_synthetic_and_how_to_rebuild():
+    card = ml.datasets.load("mesh-shootout").card
+    assert "**This dataset is synthetic.**" in card and "make datasets" in card
+    assert "seed 20240304" in card and "istio/tools" in card and "linkerd.io/2021/11/29" in card
+    for column in schema.FRAMES["traffic"].columns:
+        assert f"| `{column.name}` |" in card
+
+
+def test_identical_offered_load_across_meshes():
+    traffic = ml.datasets.load("mesh-shootout").truth["traffic"]
+    per_mesh = traffic.groupby("mesh", observed=True)["requests"].sum()
+    assert per_mesh.nunique() == 1 and per_mesh.iloc[0] > 1e6
+
+
+def test_query_frames_agree_with_the_truth():
+    data = ml.datasets.load("mesh-shootout")
+    linkerd = data.queries["linkerd_responses"]
+    rate = linkerd[linkerd["deployment"] == "catalog"]["value"].groupby(linkerd["timestamp"]).sum()
+    truth = data.truth["traffic"]
+    catalog = truth[(truth["mesh"] == "linkerd") & (truth["name"] == "catalog")].set_index("timestamp")["rps"]
+    assert rate.mean() == pytest.approx(catalog.mean(), rel=0.01)
+
+
+def test_unknown_dataset():
+    with pytest.raises(InvalidArgument, match="unknown dataset 'nope'; available: mesh-shootout"):
+        ml.datasets.load("nope")
+
+
+def test_datasets_stay_small():
+    size = sum(p.stat().st_size for p in (ROOT / "datasets").rglob("*") if p.is_file())
+    assert size < 10e6
+
+
+def test_every_package_is_declared():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "meshlab").rglob("__init__.py")}
+    assert found <= declared
+
+
+def test_an_installed_wheel_loads_the_datasets(tmp_path):
+    """Build the wheel, install it (no deps) into a new venv that borrows this venv's
+    dependencies through a .pth file, and load the dataset from outside the checkout."""
+    wheel_dir = tmp_path / "wheel"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir), str(ROOT)],
+                   check=True, capture_output=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    (Path(site) / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    wheel = next(wheel_dir.glob("meshlab-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)],
+                   check=True, capture_output=True)
+    code = ("import meshlab as ml, pathlib; d = ml.datasets.load('mesh-shootout'); "
+            "print(pathlib.Path(ml.__file__).parent); print(ml.datasets.data_dir()); print(len(d.truth['traffic']))")
+    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout.split()
+    assert out[0].startswith(site) and out[1].startswith(site)
+    assert int(out[2]) == len(ml.datasets.load("mesh-shootout").truth["traffic"]) > 0

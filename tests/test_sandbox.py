@@ -1,0 +1,63 @@
+"""meshlab.sandbox(): simulate, backfill, serve a real Prometheus, and cache the blocks."""
+
+from __future__ import annotations
+
+import pytest
+
+import meshlab as ml
+from meshlab.errors import BinaryNotFoundError
+from meshlab.sim import sandbox as sandbox_module
+
+from .conftest import require_binary
+from .test_sim import INCIDENTS
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MESHLAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_sandbox_serves_the_simulation_and_caches_it(cache, monkeypatch):
+    require_binary("prometheus")
+    require_binary("promtool")
+    with ml.sandbox(INCIDENTS, meshes=("linkerd", "istio"), hours=0.5) as prom:
+        assert isinstance(prom, ml.Prometheus)
+        at = prom.sandbox.traffic.times_ms[-1] / 1000
+        frame = prom.query('sum by (deployment) (increase(request_total{direction="inbound"}[30m]))', time=at)
+        truth = prom.sandbox.truth("traffic", "linkerd")
+        expected = truth.groupby("name", observed=True)["requests"].sum()
+        got = frame.set_index("deployment")["value"]
+        assert got["web"] == expected["web"] and got["api"] == expected["api"]
+        assert len(prom.query("istio_requests_total", time=at)) > 0
+        pid = prom.sandbox.server.pid
+    assert prom.sandbox.server is None
+    assert len(list((cache / "sandbox").iterdir())) == 1
+
+    def no_backfill(*args, **kwargs):
+        raise AssertionError("the cached blocks should have been reused")
+
+    monkeypatch.setattr(sandbox_module, "backfill", no_backfill)
+    with ml.sandbox(INCIDENTS, meshes=("linkerd", "istio"), hours=0.5) as again:
+        assert again.sandbox.server.pid != pid
+        assert again.query('sum(request_total{direction="inbound"})', time=at)["value"].item() > 0
+
+
+def test_sandbox_without_cache_leaves_nothing(cache):
+    require_binary("prometheus")
+    require_binary("promtool")
+    with ml.sandbox(INCIDENTS, meshes=("consul",), hours=0.25, cache=False) as prom:
+        assert len(prom.query("envoy_cluster_upstream_rq_total", time=prom.sandbox.traffic.times_ms[-1] / 1000)) > 0
+    assert not cache.exists()
+
+
+def test_missing_prometheus_says_how_to_install_it(monkeypatch, cache):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(BinaryNotFoundError, match=r"apt-get install .*prometheus.*conda install -c conda-forge "
+                                                  r"prometheus"), ml.sandbox(INCIDENTS, hours=0.25):
+        pass
+
+
+def test_unknown_mesh():
+    with pytest.raises(ValueError, match="unknown mesh 'kuma'; available: linkerd, istio, consul, none"):
+        ml.Sandbox(INCIDENTS, meshes=("kuma",))
