@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,17 @@ from meshlab.prometheus.local import INSTALL_HINTS, LocalPrometheus, LocalVictor
 from . import testdata
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: Real files from other projects, beside the checkout (../shared/fixtures/upstream).
+UPSTREAM = Path(os.environ.get("MESHLAB_UPSTREAM_FIXTURES",
+                               Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "upstream"))
+
+
+def upstream_fixture(name: str) -> Path:
+    """Path of a shared upstream fixture; skips the test (with the reason) when it is absent."""
+    path = UPSTREAM / name
+    if not path.exists():
+        pytest.skip(f"upstream fixture {name} not found at {UPSTREAM} (set MESHLAB_UPSTREAM_FIXTURES)")
+    return path
 
 
 def require_binary(*names: str) -> None:

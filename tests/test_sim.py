@@ -17,11 +17,10 @@ from meshlab.sim.output import format_le
 from meshlab.sim.scenario import load_scenario, scenario_from_dict
 from meshlab.sim.traffic import simulate
 
-from .conftest import require_binary
+from .conftest import require_binary, upstream_fixture
 
 HERE = Path(__file__).parent
 INCIDENTS = HERE / "scenarios" / "incidents.yaml"
-FIXTURES = HERE.parent.parent / "shared" / "fixtures" / "upstream"
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +133,7 @@ def test_linkerd_names_labels_and_buckets(traffic):
             "container_memory_working_set_bytes"} <= names
     latency = _family(families, "response_latency_ms")
     # The bucket bounds are exactly those of the real proxy scrape in the shared fixtures.
-    scrape = (FIXTURES / "linkerd-proxy-scrape.txt").read_text()
+    scrape = upstream_fixture("linkerd-proxy-scrape.txt").read_text()
     real_le = list(dict.fromkeys(re.findall(r'^response_latency_ms_bucket\{.*le="([^"]+)"\}', scrape, re.M)))
     assert [format_le(b) for b in latency.le] == real_le == [format_le(b) for b in LINKERD_BUCKETS_MS]
     assert all("classification" not in s.labels for s in latency.series)
