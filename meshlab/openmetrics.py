@@ -16,7 +16,6 @@ from __future__ import annotations
 import io  # noqa: F401  (used by the doctest)
 import math
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +25,7 @@ from typing import IO
 import numpy as np
 
 from .errors import InvalidArgument
+from .prometheus.promql import LABEL_NAME, METRIC_NAME
 from .timeutil import format_unix_ms
 
 __all__ = [
@@ -37,8 +37,6 @@ __all__ = [
     "write_openmetrics",
 ]
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _TYPES = ("counter", "gauge", "histogram", "summary", "unknown", "info", "stateset", "gaugehistogram")
 
 
@@ -84,7 +82,7 @@ def format_labels(labels: Mapping[str, str]) -> str:
         return ""
     parts = []
     for name, value in labels.items():
-        if not _LABEL_NAME.match(name) or name.startswith("__"):
+        if not LABEL_NAME.match(name) or name.startswith("__"):
             raise InvalidArgument(f"{name!r} is not a label name that can be written")
         if not isinstance(value, str):
             raise InvalidArgument(f"label {name!r} has a non-string value {value!r}")
@@ -125,7 +123,7 @@ class OpenMetricsWriter:
 
     def family(self, name: str, type: str = "unknown", help: str | None = None) -> None:
         """Start a metric family; its samples must follow before the next family."""
-        if not _METRIC_NAME.match(name):
+        if not METRIC_NAME.match(name):
             raise InvalidArgument(f"{name!r} is not a valid metric family name")
         if type not in _TYPES:
             raise InvalidArgument(f"unknown OpenMetrics type {type!r}; must be one of {', '.join(_TYPES)}")
@@ -139,7 +137,7 @@ class OpenMetricsWriter:
     def series(self, name: str, labels: Mapping[str, str], timestamps_ms: Iterable[int],
                values: Iterable[float]) -> None:
         """Write every point of one series, in increasing time order."""
-        if not _METRIC_NAME.match(name):
+        if not METRIC_NAME.match(name):
             raise InvalidArgument(f"{name!r} is not a valid metric name")
         times = np.asarray(timestamps_ms, dtype=np.int64)
         vals = np.asarray(values, dtype=np.float64)

@@ -85,6 +85,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         pass
 
 
+def _existing_files(openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None) -> list[Path]:
+    """One path or many, as a list; each must exist."""
+    if openmetrics is None:
+        return []
+    files = [Path(openmetrics)] if isinstance(openmetrics, (str, os.PathLike)) else [Path(p) for p in openmetrics]
+    for path in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"OpenMetrics file {str(path)!r} does not exist")
+    return files
+
+
 def _terminate(process: subprocess.Popen[bytes], workdir: str | None) -> None:
     if process.poll() is None:
         try:
@@ -264,16 +275,8 @@ class LocalPrometheus(_LocalServer):
                  blocks: str | os.PathLike[str] | None = None):
         self.binary = find_binary("prometheus", env="MESHLAB_PROMETHEUS")
         self.blocks = Path(blocks) if blocks is not None else None
-        if openmetrics is None:
-            files: list[Path] = []
-        elif isinstance(openmetrics, (str, os.PathLike)):
-            files = [Path(openmetrics)]
-        else:
-            files = [Path(p) for p in openmetrics]
+        files = _existing_files(openmetrics)
         self.promtool = find_binary("promtool", env="MESHLAB_PROMTOOL") if files else None
-        for path in files:
-            if not path.is_file():
-                raise FileNotFoundError(f"OpenMetrics file {str(path)!r} does not exist")
         super().__init__(workdir=workdir, keep=keep)
         self.openmetrics = files
         self.config = config if config is not None else "global:\n  scrape_interval: 15s\nscrape_configs: []\n"
@@ -362,15 +365,7 @@ class LocalVictoriaMetrics(_LocalServer):
                  *, extra_args: Sequence[str] = (), workdir: str | os.PathLike[str] | None = None,
                  keep: bool = False):
         self.binary = find_binary("victoria-metrics", "victoria-metrics-prod", env="MESHLAB_VICTORIA_METRICS")
-        if openmetrics is None:
-            files: list[Path] = []
-        elif isinstance(openmetrics, (str, os.PathLike)):
-            files = [Path(openmetrics)]
-        else:
-            files = [Path(p) for p in openmetrics]
-        for path in files:
-            if not path.is_file():
-                raise FileNotFoundError(f"OpenMetrics file {str(path)!r} does not exist")
+        files = _existing_files(openmetrics)
         super().__init__(workdir=workdir, keep=keep)
         self.openmetrics = files
         self.extra_args = list(extra_args)

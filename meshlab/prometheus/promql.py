@@ -37,15 +37,16 @@ __all__ = [
     "selector",
 ]
 
-_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+#: Prometheus' classic label and metric name syntax.
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def label_name(name: str) -> str:
     """Return ``name`` if it is a valid Prometheus label name, else raise InvalidArgument."""
-    if not isinstance(name, str) or not _LABEL_NAME.match(name):
+    if not isinstance(name, str) or not LABEL_NAME.match(name):
         raise InvalidArgument(
             f"{name!r} is not a valid Prometheus label name; names match [a-zA-Z_][a-zA-Z0-9_]*"
         )
@@ -54,7 +55,7 @@ def label_name(name: str) -> str:
 
 def metric_name(name: str) -> str:
     """Return ``name`` if it is a valid Prometheus metric name, else raise InvalidArgument."""
-    if not isinstance(name, str) or not _METRIC_NAME.match(name):
+    if not isinstance(name, str) or not METRIC_NAME.match(name):
         raise InvalidArgument(
             f"{name!r} is not a valid Prometheus metric name; names match [a-zA-Z_:][a-zA-Z0-9_:]*"
         )
