@@ -22,6 +22,13 @@ _LAZY = {
     "Sandbox": "meshlab.sim.sandbox",
     "datasets": "meshlab.datasets",
     "sim": "meshlab.sim",
+    "Mesh": "meshlab.meshes",
+    "Linkerd": "meshlab.meshes",
+    "Istio": "meshlab.meshes",
+    "Consul": "meshlab.meshes",
+    "mesh": "meshlab.meshes",
+    "detect": "meshlab.meshes",
+    "meshes": "meshlab.meshes",
     "validate": "meshlab.schema",
     "schema": "meshlab.schema",
     "timeutil": "meshlab.timeutil",
@@ -42,6 +49,7 @@ __all__ = sorted([*_LAZY, "__version__"])
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from . import datasets as datasets
     from . import errors as errors
+    from . import meshes as meshes
     from . import schema as schema
     from . import sim as sim
     from . import timeutil as timeutil
@@ -54,6 +62,12 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .errors import QueryError as QueryError
     from .errors import ResponseError as ResponseError
     from .errors import SchemaError as SchemaError
+    from .meshes import Consul as Consul
+    from .meshes import Istio as Istio
+    from .meshes import Linkerd as Linkerd
+    from .meshes import Mesh as Mesh
+    from .meshes import detect as detect
+    from .meshes import mesh as mesh
     from .prometheus import promql as promql
     from .prometheus.client import Prometheus as Prometheus
     from .prometheus.interop import from_prometheus_pandas as from_prometheus_pandas

@@ -68,3 +68,22 @@ def server(request: pytest.FixtureRequest):
     """Each real server in turn; source tests compare each against its own raw API."""
     name = "prometheus_server" if request.param == "prometheus" else "victoria_server"
     return request.getfixturevalue(name)
+
+
+SIM_MESHES = ("linkerd", "istio", "consul")
+
+
+@pytest.fixture(scope="session")
+def sim_run(tmp_path_factory: pytest.TempPathFactory):
+    """One hour of tests/scenarios/incidents.yaml for three meshes, backfilled into a real Prometheus.
+
+    Yields ``(traffic, client, samples_written)``.
+    """
+    require_binary("prometheus")
+    require_binary("promtool")
+    from meshlab.sim import load_scenario, simulate, write_backfill
+
+    traffic = simulate(load_scenario(Path(__file__).parent / "scenarios" / "incidents.yaml"))
+    files, samples = write_backfill(traffic, SIM_MESHES, tmp_path_factory.mktemp("sim"))
+    with LocalPrometheus(openmetrics=files) as server:
+        yield traffic, server.client, samples

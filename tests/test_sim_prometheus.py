@@ -21,24 +21,16 @@ from meshlab.sim import truth
 from meshlab.sim.dist import Mixture, weighted_quantile
 from meshlab.sim.exporter import SimExporter
 from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
-from meshlab.sim.output import write_backfill
 from meshlab.sim.scenario import load_scenario
 from meshlab.sim.traffic import simulate
 
-from .conftest import require_binary
+from .conftest import SIM_MESHES, require_binary
 from .test_sim import INCIDENTS
-
-MESHES = ("linkerd", "istio", "consul")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    require_binary("prometheus")
-    require_binary("promtool")
-    traffic = simulate(load_scenario(INCIDENTS))
-    files, samples = write_backfill(traffic, MESHES, tmp_path_factory.mktemp("sim"))
-    with LocalPrometheus(openmetrics=files) as server:
-        yield traffic, server.client, samples
+def run(sim_run):
+    return sim_run
 
 
 def scrape_times(traffic, every: int, first: int):
@@ -196,7 +188,7 @@ def parse_exposition(text: str) -> dict[tuple, float]:
 
 def test_exporter_agrees_with_the_backfill(run):
     traffic, prom, _ = run
-    exporter = SimExporter(traffic, MESHES)
+    exporter = SimExporter(traffic, SIM_MESHES)
     for k in (1, 119, 120, 161, traffic.n - 1):  # around the restart and the scale-up
         served = parse_exposition(exporter.render(k))
         stored = prom.query('{__name__=~"request_total|istio_requests_total|envoy_cluster_upstream_rq_total|'

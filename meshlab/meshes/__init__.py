@@ -1,0 +1,16 @@
+"""Mesh adapters: each mesh's Prometheus metrics as meshlab's tidy traffic and edge frames.
+
+>>> import meshlab as ml
+>>> ml.Linkerd(prom).traffic(start="-1h", end="now", step="1m")          # doctest: +SKIP
+>>> ml.mesh("istio", prom).edges(at="now", window="30s")                 # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .base import KINDS, Mesh, Signal, available, detect, get_mesh, mesh, register
+from .consul import Consul
+from .istio import Istio
+from .linkerd import Linkerd
+
+__all__ = ["KINDS", "Consul", "Istio", "Linkerd", "Mesh", "Signal", "available", "detect", "get_mesh", "mesh",
+           "register"]

@@ -1,0 +1,284 @@
+"""Mesh adapters against a real Prometheus loaded by the simulator.
+
+Every adapter must return the numbers of the mesh's own PromQL (from the reference, with
+``rate`` in place of ``irate``) run directly on the same server, to 1e-9, and the
+simulator's ground truth: counts exactly, latency within bucket resolution. The
+scenario has an error burst, a counter reset, a cross-namespace edge, an idle workload,
+an unmeshed caller and an egress call: the last two are traffic the adapters must not
+attribute to edges.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import meshlab as ml
+from meshlab import schema
+from meshlab.errors import InvalidArgument
+from meshlab.meshes import base
+from meshlab.sim import truth
+from meshlab.sim.dist import Mixture, weighted_quantile
+from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
+
+KINDS = {"linkerd": "deployment", "istio": "deployment", "consul": "service"}
+BUCKETS = {"linkerd": LINKERD_BUCKETS_MS, "istio": ENVOY_BUCKETS_MS, "consul": ENVOY_BUCKETS_MS}
+
+
+@pytest.fixture(scope="module")
+def run(sim_run):
+    traffic, prom, _ = sim_run
+    times = traffic.timestamps()
+    return traffic, prom, times[4], times[-1]
+
+
+def by_key(frame: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
+    out = frame.astype({k: str for k in keys if k != "timestamp"}).set_index(keys)[value]
+    return out.sort_index()
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+def test_registry_and_errors(run):
+    _, prom, _, _ = run
+    assert {"linkerd", "istio", "consul"} <= set(ml.meshes.available())
+    assert isinstance(ml.mesh("istio", prom), ml.Istio)
+    with pytest.raises(InvalidArgument, match=r"unknown mesh 'kumaa'; available: consul, istio, linkerd"):
+        ml.mesh("kumaa", prom)
+    with pytest.raises(InvalidArgument, match="consul cannot name workloads by kind 'deployment'; supported kinds: "
+                                              "namespace, service, pod"):
+        ml.Consul(prom).traffic("deployment", at="now")
+    with pytest.raises(InvalidArgument, match="give start= and end= for a range, or at= for one instant"):
+        ml.Linkerd(prom).traffic()
+
+
+def test_a_third_party_mesh_plugs_in_through_the_entry_point_group(run, tmp_path, monkeypatch):
+    _, prom, _, end = run
+    (tmp_path / "toy_mesh.py").write_text(textwrap.dedent('''
+        from meshlab.meshes.linkerd import Linkerd
+        class Toy(Linkerd):
+            name = "toy"
+    '''))
+    dist = tmp_path / "toy_mesh-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-mesh\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[meshlab.meshes]\ntoy = toy_mesh:Toy\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(base, "_ENTRY_POINTS_LOADED", False)
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
+    assert "toy" in ml.meshes.available()
+    frame = ml.mesh("toy", prom).traffic(at=end)
+    assert set(frame["mesh"]) == {"toy"} and len(frame) > 0
+    sys.modules.pop("toy_mesh", None)
+
+
+# -- the mesh's own PromQL ---------------------------------------------------------------------
+
+def own_linkerd(prom, start, end):
+    counts = prom.query_range('sum(increase(response_total{direction="inbound"}[1m])) '
+                              "by (namespace, deployment, classification, tls)", start, end, "1m")
+    counts = counts.groupby(["timestamp", "namespace", "deployment", "classification"], observed=True)["value"].sum()
+    latency = {q: prom.query_range(f'histogram_quantile({q}, sum(rate(response_latency_ms_bucket{{direction="inbound"}}'
+                                   '[1m])) by (le, namespace, deployment))', start, end, "1m")
+               for q in (0.5, 0.95, 0.99)}
+    return counts.unstack("classification").fillna(0.0), latency
+
+
+@pytest.mark.parametrize("q_column", [(0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.99, "latency_p99_ms")])
+def test_linkerd_equals_linkerd_viz_promql(run, q_column):
+    _, prom, start, end = run
+    frame = ml.Linkerd(prom).traffic("deployment", start=start, end=end, step="1m", quantiles=(0.5, 0.95, 0.99))
+    counts, latency = own_linkerd(prom, start, end)
+    ours = frame.astype({"namespace": str, "name": str}).set_index(["timestamp", "namespace", "name"])
+    counts.index = counts.index.set_names(["timestamp", "namespace", "name"])
+    counts.index = counts.index.set_levels([lvl.astype(str) if i else lvl for i, lvl in enumerate(counts.index.levels)])
+    joined = ours.join(counts, how="inner")
+    assert len(joined) == len(ours) == len(counts) > 100
+    np.testing.assert_allclose(joined["success_count"], joined["success"], rtol=1e-9)
+    np.testing.assert_allclose(joined["failure_count"], joined.get("failure", 0.0), rtol=1e-9)
+    q, column = q_column
+    theirs = by_key(latency[q].rename(columns={"deployment": "name"}), ["timestamp", "namespace", "name"], "value")
+    mine = by_key(frame, ["timestamp", "namespace", "name"], column).dropna()
+    np.testing.assert_allclose(mine.loc[theirs.dropna().index], theirs.dropna(), rtol=1e-9)
+    assert len(theirs.dropna()) > 100
+
+
+def test_istio_equals_its_dashboard_promql(run):
+    _, prom, start, end = run
+    frame = ml.Istio(prom).traffic("deployment", start=start, end=end, step="1m")
+    sel = 'reporter="destination"'
+    success_rate = prom.query_range(
+        f'sum by (destination_workload_namespace, destination_workload) (rate(istio_requests_total{{{sel}, '
+        f'response_code!~"5.*"}}[1m])) / sum by (destination_workload_namespace, destination_workload) '
+        f"(rate(istio_requests_total{{{sel}}}[1m]))", start, end, "1m")
+    p90 = prom.query_range(f"histogram_quantile(0.9, sum(rate(istio_request_duration_milliseconds_bucket{{{sel}}}"
+                           "[1m])) by (le, destination_workload_namespace, destination_workload))", start, end, "1m")
+    keys = ["timestamp", "destination_workload_namespace", "destination_workload"]
+    mine = frame.rename(columns={"namespace": keys[1], "name": keys[2]})
+    theirs = by_key(success_rate, keys, "value").dropna()
+    np.testing.assert_allclose(by_key(mine, keys, "success_rate").loc[theirs.index], theirs, rtol=1e-9)
+    theirs = by_key(p90, keys, "value").dropna()
+    np.testing.assert_allclose(by_key(mine, keys, "latency_p90_ms").loc[theirs.index], theirs, rtol=1e-9)
+    assert len(theirs) > 100
+
+
+def test_consul_equals_the_consul_ui_promql(run):
+    _, prom, start, end = run
+    frame = ml.Consul(prom).traffic("service", start=start, end=end, step="1m")
+    sel = 'envoy_http_conn_manager_prefix="public_listener"'
+    group = "by (namespace, consul_source_service)"
+    rps = prom.query_range(f"sum {group} (rate(envoy_http_downstream_rq_completed{{{sel}}}[1m]))", start, end, "1m")
+    errors = prom.query_range(f'sum {group} (rate(envoy_http_downstream_rq_xx{{{sel},envoy_response_code_class="5"}}'
+                              f"[1m])) / sum {group} (rate(envoy_http_downstream_rq_xx{{{sel}}}[1m]))",
+                              start, end, "1m")
+    p99 = prom.query_range(f"histogram_quantile(0.99, sum by(le, namespace, consul_source_service) "
+                           f"(rate(envoy_http_downstream_rq_time_bucket{{{sel}}}[1m])))", start, end, "1m")
+    keys = ["timestamp", "namespace", "consul_source_service"]
+    mine = frame.rename(columns={"name": keys[2]})
+    theirs = by_key(rps, keys, "value")
+    np.testing.assert_allclose(by_key(mine, keys, "rps").loc[theirs.index], theirs, rtol=1e-9)
+    if len(errors):
+        theirs = by_key(errors, keys, "value").dropna()
+        np.testing.assert_allclose(1 - by_key(mine, keys, "success_rate").loc[theirs.index], theirs, rtol=1e-9)
+    else:  # no class-5 series at any public listener here: the UI's error rate is empty
+        assert (frame["failure_count"] == 0).all()
+    theirs = by_key(p99, keys, "value").dropna()
+    np.testing.assert_allclose(by_key(mine, keys, "latency_p99_ms").loc[theirs.index], theirs, rtol=1e-9)
+
+
+# -- the ground truth ---------------------------------------------------------------------------
+
+def windowed_truth(frame: pd.DataFrame, keys: list[str], times, intervals: int = 4) -> pd.DataFrame:
+    out = []
+    for t in times:
+        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
+        summed = part.groupby(keys, observed=True)[["success_count", "failure_count", "requests"]].sum()
+        out.append(summed.reset_index().assign(timestamp=t))
+    return pd.concat(out, ignore_index=True)
+
+
+@pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
+def test_workload_counts_equal_the_truth(run, mesh):
+    traffic, prom, start, end = run
+    frame = ml.mesh(mesh, prom).traffic(KINDS[mesh], start=start, end=end, step="1m")
+    schema.validate(frame, "traffic")
+    expected = windowed_truth(truth.traffic_truth(traffic, mesh), ["namespace", "name"], frame["timestamp"].unique())
+    keys = ["timestamp", "namespace", "name"]
+    for column in ("success_count", "failure_count", "requests"):
+        mine = by_key(frame, keys, column)
+        np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, column).loc[mine.index].to_numpy())
+    # The error burst is in the counts (as gRPC INTERNAL: a failure to Linkerd only).
+    assert (frame["failure_count"].sum() > 1000) == (mesh == "linkerd")
+    # The idle workload is present with zero counts and a NaN success rate, not an error.
+    idle = frame[frame["name"] == "idle"]
+    assert len(idle) == frame["timestamp"].nunique() and (idle["requests"] == 0).all()
+    assert idle["success_rate"].isna().all() and idle["latency_p99_ms"].isna().all()
+
+
+@pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
+def test_edge_counts_equal_the_truth(run, mesh):
+    traffic, prom, start, end = run
+    frame = ml.mesh(mesh, prom).edges(KINDS[mesh], start=start, end=end, step="1m")
+    schema.validate(frame, "edges")
+    expected = windowed_truth(truth.edges_truth(traffic, mesh),
+                              ["src_namespace", "src_name", "dst_namespace", "dst_name", "side"],
+                              frame["timestamp"].unique())
+    keys = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
+    if mesh == "consul":
+        # Consul reaches the external partner through a declared upstream: a real edge, but
+        # no public listener says which Kubernetes namespace it is in.
+        partner = frame[frame["dst_name"] == "partner"]
+        assert len(partner) and partner["dst_namespace"].isna().all()
+        frame = frame[frame["dst_name"] != "partner"]
+    mine = by_key(frame, keys, "requests")
+    np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, "requests").loc[mine.index].to_numpy())
+    edges = set(zip(frame["src_name"].astype(str), frame["dst_name"].astype(str), strict=True))
+    # cross-namespace (front -> back) is there; the unmeshed caller and egress without labels are not
+    assert ("web", "api") in edges and not {e for e in edges if "client" in e or "partner" in e or "unknown" in e}
+    assert set(frame["side"]) == ({"client", "server"} if mesh == "istio" else {"client"})
+    assert frame.loc[frame["dst_name"] == "api", "dst_namespace"].astype(str).unique().tolist() == ["back"]
+
+
+@pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
+def test_latency_within_bucket_resolution_of_the_truth(run, mesh):
+    traffic, prom, _, end = run
+    times = traffic.timestamps()
+    frame = ml.mesh(mesh, prom).traffic(KINDS[mesh], start=times[20], end=end, step="5m", window="5m")
+    bounds = np.asarray(BUCKETS[mesh])
+    checked = 0
+    for workload in ("web", "api"):
+        w = traffic.scenario.workload(workload)
+        mixture = traffic.latency(w, mesh, "server")
+        counts = traffic.inbound_requests(w).sum(axis=1)
+        for row in frame[frame["name"] == workload].itertuples():
+            k = int(np.searchsorted(traffic.times_ms, row.timestamp.value // 1_000_000))
+            window = slice(k - 19, k + 1)
+            part = Mixture(*(np.broadcast_to(getattr(mixture, f), (traffic.n,))[window]
+                             for f in ("median", "sigma", "tail_p", "tail_f", "shift")))
+            for q, estimate in ((0.5, row.latency_p50_ms), (0.99, row.latency_p99_ms)):
+                exact = weighted_quantile(part, counts[window], q)
+                lo, hi = np.searchsorted(bounds, exact * 0.97), np.searchsorted(bounds, exact * 1.03)
+                assert lo <= np.searchsorted(bounds, estimate) <= hi, (workload, row.timestamp, q, exact, estimate)
+                checked += 1
+    assert checked == 2 * 2 * frame["timestamp"].nunique()
+
+
+# -- the contract ---------------------------------------------------------------------------------
+
+def count_requests(prom, monkeypatch) -> list:
+    calls: list = []
+    original = prom.session.request
+    monkeypatch.setattr(prom.session, "request", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
+    return calls
+
+
+def test_queries_do_not_grow_with_the_number_of_workloads(run, monkeypatch):
+    _, prom, start, end = run
+    calls = count_requests(prom, monkeypatch)
+    frame = ml.Linkerd(prom).traffic("deployment", start=start, end=end, step="1m")
+    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3  # success, failure, three quantiles
+    calls.clear()
+    ml.Istio(prom).edges("deployment", start=start, end=end, step="1m", quantiles=(0.99,))
+    assert len(calls) == 2 * 3  # two sides
+    calls.clear()
+    ml.Consul(prom).edges("service", at=end, quantiles=())
+    assert len(calls) == 2 + 1  # plus the series lookup for destination namespaces
+
+
+def test_one_instant_smi_style(run):
+    _, prom, _, end = run
+    frame = ml.Istio(prom).traffic("deployment", namespace="back", at=end, window="30s")
+    assert frame["timestamp"].unique().tolist() == [end] and set(frame["namespace"]) == {"back"}
+    assert set(frame["name"]) == {"api", "idle"}
+    assert (frame["rps"] == frame["requests"] / 30).all()
+
+
+def test_user_values_are_escaped_not_pasted(run):
+    _, prom, _, end = run
+    adapter = ml.Linkerd(prom)
+    assert adapter.traffic(namespace='front"} or up{x="', at=end).empty
+    assert 'namespace="front\\"} or up{x=\\""' in adapter.promql("success_count", namespace='front"} or up{x="')
+
+
+def test_kind_namespace_and_pod(run):
+    _, prom, start, end = run
+    by_namespace = ml.Linkerd(prom).traffic("namespace", start=start, end=end, step="1m")
+    by_deployment = ml.Linkerd(prom).traffic("deployment", start=start, end=end, step="1m")
+    assert set(by_namespace["name"]) == {"front", "back"}
+    total = by_deployment.groupby(["timestamp", "namespace"], observed=True)["requests"].sum()
+    np.testing.assert_array_equal(by_key(by_namespace, ["timestamp", "namespace"], "requests"), total.sort_index())
+    pods = ml.Istio(prom).traffic("pod", at=end)
+    assert pods["name"].str.startswith(("web-", "api-", "idle-")).all()
+
+
+def test_detect_finds_exactly_the_meshes_present(run, prometheus_server):
+    traffic, prom, _, _ = run
+    found = ml.detect(prom)
+    assert set(found) == {"linkerd", "istio", "consul"}
+    first = pd.Timestamp(traffic.times_ms[0], unit="ms", tz="UTC")
+    assert all(pd.Timedelta(0) <= since - first <= pd.Timedelta("1s") for since in found.values())
+    assert ml.detect(prometheus_server.client) == {}
