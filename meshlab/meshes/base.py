@@ -197,9 +197,8 @@ class Mesh(ABC):
         pandas.DataFrame
             A ``traffic`` frame, plus ``latency_pNN_ms`` for extra quantiles.
         """
-        identity = self.workload_identity(kind) if kind in self.kinds else None
         self._check_kind(kind)
-        assert identity is not None
+        identity = self.workload_identity(kind)
         columns = {identity.namespace: "namespace", **({identity.name: "name"} if identity.name else {})}
         frame = self._golden(kind, namespace, name, None, columns, start, end, step, window, at, quantiles)
         if identity.name is None:
