@@ -13,6 +13,7 @@ Each kind of frame is a :class:`FrameSpec` registered in :data:`FRAMES`. Use
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -22,7 +23,8 @@ import pandas as pd
 
 from .errors import SchemaError
 
-__all__ = ["FRAMES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "concat", "empty", "validate"]
+__all__ = ["FRAMES", "QUANTILES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "concat", "conform", "empty",
+           "quantile_column", "validate"]
 
 TIMESTAMP_DTYPE = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 
@@ -79,6 +81,8 @@ class FrameSpec:
         The fixed columns, in order.
     label_columns : bool
         Whether further categorical columns (one per Prometheus label) may follow.
+    quantile_columns : bool
+        Whether further ``latency_pNN_ms`` float64 columns (extra quantiles) may follow.
     doc : str
         One sentence on what a row is.
     """
@@ -87,6 +91,7 @@ class FrameSpec:
     columns: tuple[Column, ...]
     label_columns: bool
     doc: str
+    quantile_columns: bool = False
 
     @property
     def names(self) -> list[str]:
@@ -137,12 +142,14 @@ FRAMES: Mapping[str, FrameSpec] = {
              Column("name", "label", "The workload."), *_GOLDEN),
             label_columns=False,
             doc="One row per workload and window: the golden signals of its inbound traffic.",
+            quantile_columns=True,
         ),
         FrameSpec(
             "edges",
             (_TIMESTAMP, _MESH, _KIND, *_EDGE_IDS, _SIDE, *_GOLDEN),
             label_columns=False,
             doc="One row per (source, destination, observing side) and window.",
+            quantile_columns=True,
         ),
         FrameSpec(
             "tcp",
@@ -193,6 +200,23 @@ def _has_dtype(dtype: object, role: Role) -> bool:
     return isinstance(dtype, pd.StringDtype)
 
 
+#: The latency quantiles every traffic and edges frame has columns for.
+QUANTILES = (0.5, 0.9, 0.99)
+_QUANTILE_COLUMN = re.compile(r"^latency_p\d+_ms$")
+
+
+def quantile_column(q: float) -> str:
+    """The column name of a latency quantile: 0.5 -> ``latency_p50_ms``, 0.999 -> ``latency_p999_ms``."""
+    return "latency_p" + f"{q * 100:g}".replace(".", "") + "_ms"
+
+
+def _extra_role(spec: FrameSpec, name: str) -> Role | None:
+    """The role a column beyond the fixed ones plays in this kind, or None if it has no place."""
+    if spec.quantile_columns and _QUANTILE_COLUMN.match(str(name)):
+        return "metric"
+    return "label" if spec.label_columns else None
+
+
 def validate(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Check that a frame follows the contract of its kind.
 
@@ -225,10 +249,16 @@ def validate(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
         problems.append(f"duplicate columns {sorted(set(frame.columns[frame.columns.duplicated()]))}")
     checks: list[tuple[str, Role]] = [(c.name, c.role) for c in spec.columns if c.name in frame.columns]
     extra = [name for name in frame.columns if name not in spec.names]
-    if extra and not spec.label_columns:
-        problems.append(f"unexpected columns {extra}; a {kind} frame has only {spec.names}")
-    elif extra:
-        checks += [(name, "label") for name in extra]
+    unexpected = []
+    for name in extra:
+        role = _extra_role(spec, name)
+        if role is None:
+            unexpected.append(name)
+        else:
+            checks.append((name, role))
+    if unexpected:
+        allowed = " (and latency_pNN_ms quantile columns)" if spec.quantile_columns else ""
+        problems.append(f"unexpected columns {unexpected}; a {kind} frame has only {spec.names}{allowed}")
     dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))  # reading dtypes avoids building columns
     for name, role in checks:
         if not _has_dtype(dtypes[name], role):
@@ -268,19 +298,44 @@ def _empty_column(role: Role) -> pd.Series:
     return pd.Series([], dtype="string")
 
 
+def conform(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Put a frame into its kind's contract: fixed columns first, then the extras, with the
+    contract's dtypes (labels categorical, metrics float64, timestamps UTC nanoseconds).
+
+    Raises
+    ------
+    SchemaError
+        If columns are missing or cannot belong to the kind.
+    """
+    spec = _spec(kind)
+    missing = [name for name in spec.names if name not in frame.columns]
+    if missing:
+        raise SchemaError(f"not a valid {kind} frame: missing columns {missing}; a {kind} frame has {spec.names}")
+    extra = [name for name in frame.columns if name not in spec.names]
+    out = frame[[*spec.names, *extra]].copy()
+    roles = {c.name: c.role for c in spec.columns}
+    for name in out.columns:
+        role = roles.get(name) or _extra_role(spec, name)
+        if role is None or _has_dtype(out[name].dtype, role):
+            continue  # validate() names what has no place
+        if role == "label":
+            out[name] = out[name].astype("category")
+        elif role == "metric":
+            out[name] = out[name].astype("float64")
+        elif role == "time":
+            out[name] = pd.to_datetime(out[name], utc=True).dt.as_unit("ns")
+        else:
+            out[name] = out[name].astype("string")
+    return validate(out.reset_index(drop=True), kind)
+
+
 def concat(frames: Iterable[pd.DataFrame], kind: str) -> pd.DataFrame:
     """Concatenate frames of one kind, keeping the contract.
 
     ``pandas.concat`` turns categoricals whose categories differ into plain strings;
-    this restores them (labels) and checks the result.
+    :func:`conform` restores them.
     """
-    spec = _spec(kind)
     parts = [f for f in frames if len(f.columns)]
     if not parts:
         return empty(kind)
-    frame = pd.concat(parts, ignore_index=True)
-    for column in frame.columns:
-        role = next((c.role for c in spec.columns if c.name == column), "label")
-        if role == "label" and not isinstance(frame[column].dtype, pd.CategoricalDtype):
-            frame[column] = frame[column].astype("category")
-    return validate(frame, kind)
+    return conform(pd.concat(parts, ignore_index=True), kind)

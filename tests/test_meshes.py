@@ -22,7 +22,7 @@ from meshlab import schema
 from meshlab.errors import InvalidArgument
 from meshlab.meshes import base
 from meshlab.sim import truth
-from meshlab.sim.dist import Mixture, weighted_quantile
+from meshlab.sim.dist import weighted_quantile
 from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
 
 KINDS = {"linkerd": "deployment", "istio": "deployment", "consul": "service"}
@@ -217,8 +217,7 @@ def test_latency_within_bucket_resolution_of_the_truth(run, mesh):
         for row in frame[frame["name"] == workload].itertuples():
             k = int(np.searchsorted(traffic.times_ms, row.timestamp.value // 1_000_000))
             window = slice(k - 19, k + 1)
-            part = Mixture(*(np.broadcast_to(getattr(mixture, f), (traffic.n,))[window]
-                             for f in ("median", "sigma", "tail_p", "tail_f", "shift")))
+            part = mixture.select(window, traffic.n)
             for q, estimate in ((0.5, row.latency_p50_ms), (0.99, row.latency_p99_ms)):
                 exact = weighted_quantile(part, counts[window], q)
                 lo, hi = np.searchsorted(bounds, exact * 0.97), np.searchsorted(bounds, exact * 1.03)

@@ -65,3 +65,24 @@ def test_empty_frames_validate(kind):
     frame = schema.empty(kind, labels)
     assert len(frame) == 0 and list(frame.columns) == schema.FRAMES[kind].names + labels
     schema.validate(frame, kind)
+
+
+def traffic_frame(**extra) -> pd.DataFrame:
+    columns = {c.name: ([pd.Timestamp(0, tz="UTC")] if c.role == "time" else ["x"] if c.role == "label" else [1.0])
+               for c in schema.FRAMES["traffic"].columns}
+    return pd.DataFrame({**columns, **extra})
+
+
+def test_extra_quantile_columns_belong_to_traffic_frames_and_nothing_else_does():
+    frame = schema.conform(traffic_frame(latency_p999_ms=[3]), "traffic")
+    assert frame["latency_p999_ms"].dtype == "float64" and isinstance(frame["mesh"].dtype, pd.CategoricalDtype)
+    assert frame["timestamp"].dtype == schema.TIMESTAMP_DTYPE
+    with pytest.raises(SchemaError, match=r"unexpected columns \['cluster'\]"):
+        schema.conform(traffic_frame(cluster=["a"]), "traffic")
+    with pytest.raises(SchemaError, match=r"missing columns \['rps'\]"):
+        schema.conform(traffic_frame().drop(columns="rps"), "traffic")
+
+
+@pytest.mark.parametrize(("q", "name"), [(0.5, "latency_p50_ms"), (0.95, "latency_p95_ms"), (0.999, "latency_p999_ms")])
+def test_quantile_column_names(q, name):
+    assert schema.quantile_column(q) == name

@@ -9,7 +9,7 @@ wheels carry them as package data; a source checkout reads the top-level ``datas
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ class Dataset:
     manifest: dict[str, Any]
     card: str
     path: Path
-    frames: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def scenario(self) -> Any:
@@ -74,10 +73,7 @@ class Dataset:
 
 
 def _read(path: Path, kind: str) -> pd.DataFrame:
-    frame = pd.read_parquet(path)
-    if "timestamp" in frame.columns:  # Parquet may hand back another unit
-        frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).dt.as_unit("ns")
-    return schema.concat([frame], kind)
+    return schema.conform(pd.read_parquet(path), kind)  # Parquet may hand back another time unit
 
 
 def load(name: str) -> Dataset:

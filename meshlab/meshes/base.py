@@ -41,7 +41,6 @@ __all__ = ["KINDS", "Mesh", "Signal", "available", "detect", "earliest_sample", 
 
 #: Every kind a mesh adapter may support.
 KINDS = ("namespace", "deployment", "statefulset", "daemonset", "pod", "job", "service")
-QUANTILES = (0.5, 0.9, 0.99)
 
 
 @dataclass(frozen=True)
@@ -57,11 +56,7 @@ class Signal:
     success, failure : mapping
         Extra matchers for the successful and failed requests.
     latency : str, optional
-        The histogram bucket metric.
-    latency_matchers : mapping
-        Matchers for the histogram (defaults to ``matchers``).
-    latency_scale : float
-        Multiplier that turns the histogram's unit into milliseconds.
+        The histogram bucket metric (in milliseconds), read with the same ``matchers``.
     """
 
     metric: str
@@ -69,8 +64,6 @@ class Signal:
     success: Mapping[str, MatchValue]
     failure: Mapping[str, MatchValue]
     latency: str | None = None
-    latency_matchers: Mapping[str, MatchValue] | None = None
-    latency_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -153,30 +146,23 @@ class Mesh(ABC):
         self._check_kind(kind)
         if side is None:
             identity, spec = self.workload_identity(kind), self.workload_signal
-            group = [identity.namespace] + ([identity.name] if identity.name else [])
-            filters = {identity.namespace: namespace, **({identity.name: name} if identity.name else {})}
-        else:
-            if side not in self.edge_signals:
-                raise InvalidArgument(f"{self.name} has no {side!r} side for edges; "
-                                      f"sides: {', '.join(self.edge_signals)}")
+        elif side in self.edge_signals:
             identity, spec = self.edge_identity(kind, side), self.edge_signals[side]
-            group = [label for label in (identity.namespace, identity.name, identity.dst_namespace,
-                                         identity.dst_name) if label]
-            filters = {identity.namespace: namespace, **({identity.name: name} if identity.name else {})}
+        else:
+            raise InvalidArgument(f"{self.name} has no {side!r} side for edges; sides: {', '.join(self.edge_signals)}")
+        group = [label for label in (identity.namespace, identity.name, identity.dst_namespace, identity.dst_name)
+                 if label]
+        filters = {identity.namespace: namespace, **({identity.name: name} if identity.name else {})}
         window_text = format_duration(window)
-        filters = {label: value for label, value in filters.items() if value is not None}
-        base = {**spec.matchers, **identity.extra, **filters}
+        base = {**spec.matchers, **identity.extra, **{k: v for k, v in filters.items() if v is not None}}
         if signal in ("success_count", "failure_count"):
             outcome = spec.success if signal == "success_count" else spec.failure
             return f"sum {by(*group)} (increase({selector(spec.metric, {**base, **outcome})}[{window_text}]))"
         if signal == "latency":
             if spec.latency is None:
                 raise InvalidArgument(f"{self.name} has no latency histogram for this view")
-            hist = {**(spec.latency_matchers if spec.latency_matchers is not None else spec.matchers),
-                    **identity.extra, **filters}
-            inner = f"sum {by('le', *group)} (rate({selector(spec.latency, hist)}[{window_text}]))"
-            query = f"histogram_quantile({quantile:g}, {inner})"
-            return query if spec.latency_scale == 1 else f"{query} * {spec.latency_scale:g}"
+            inner = f"sum {by('le', *group)} (rate({selector(spec.latency, base)}[{window_text}]))"
+            return f"histogram_quantile({quantile:g}, {inner})"
         raise InvalidArgument(f"unknown signal {signal!r}; must be one of: success_count, failure_count, latency")
 
     # -- frames --------------------------------------------------------------------------------
@@ -184,7 +170,7 @@ class Mesh(ABC):
     def traffic(self, kind: str = "deployment", namespace: str | None = None, name: str | None = None, *,
                 start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
                 window: Duration = "1m", at: TimeLike | None = None,
-                quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
+                quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
         """Golden signals of each workload's inbound traffic, as its own proxies see them.
 
         Give ``start`` and ``end`` (and ``step``) for time series, or ``at`` for one
@@ -205,12 +191,12 @@ class Mesh(ABC):
             frame["name"] = frame["namespace"]
         frame.insert(1, "mesh", self.name)
         frame.insert(2, "kind", kind)
-        return _finish(frame, "traffic", quantiles)
+        return schema.conform(frame, "traffic")
 
     def edges(self, kind: str = "deployment", namespace: str | None = None, name: str | None = None, *,
               start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
               window: Duration = "1m", at: TimeLike | None = None, sides: Sequence[str] | None = None,
-              quantiles: Sequence[float] = QUANTILES) -> pd.DataFrame:
+              quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
         """Golden signals per (source, destination), as the client's or the server's proxy sees them.
 
         ``namespace`` and ``name`` filter the source. Each mesh's docstring says which sides it has.
@@ -235,8 +221,7 @@ class Mesh(ABC):
             part.insert(2, "kind", kind)
             part["side"] = side
             parts.append(self._fill_edges(part, kind, side))
-        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-        return _finish(frame, "edges", quantiles)
+        return schema.concat(parts, "edges")
 
     def _fill_edges(self, frame: pd.DataFrame, kind: str, side: str) -> pd.DataFrame:
         """Hook for meshes whose edge labels lack something (Consul's destination namespace)."""
@@ -261,7 +246,7 @@ class Mesh(ABC):
         parts = [fetch("success_count", "success_count"), fetch("failure_count", "failure_count")]
         has_latency = (self.workload_signal if side is None else self.edge_signals[side]).latency is not None
         for q in quantiles if has_latency else ():
-            parts.append(fetch("latency", _quantile_column(q), quantile=q))
+            parts.append(fetch("latency", schema.quantile_column(q), quantile=q))
         frame = reduce(lambda a, b: a.merge(b, on=keys, how="outer"), parts)
         counted = frame["success_count"].notna() | frame["failure_count"].notna()
         frame = frame[counted].copy()
@@ -270,8 +255,8 @@ class Mesh(ABC):
         with np.errstate(divide="ignore", invalid="ignore"):
             frame["success_rate"] = np.where(frame["requests"] > 0, frame["success_count"] / frame["requests"], np.nan)
         frame["rps"] = frame["requests"] / window_s
-        for q in (*QUANTILES, *quantiles):  # the contract's p50/p90/p99 columns are always there
-            column = _quantile_column(q)
+        for q in (*schema.QUANTILES, *quantiles):  # the contract's p50/p90/p99 columns are always there
+            column = schema.quantile_column(q)
             if column not in frame:
                 frame[column] = np.nan
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
@@ -323,27 +308,6 @@ def detect(prom: Prometheus) -> dict[str, pd.Timestamp]:
         if since is not None:
             found[name] = since
     return found
-
-
-def _quantile_column(q: float) -> str:
-    return "latency_p" + f"{q * 100:g}".replace(".", "") + "_ms"
-
-
-def _finish(frame: pd.DataFrame, kind: str, quantiles: Sequence[float]) -> pd.DataFrame:
-    spec = schema.FRAMES[kind]
-    if not len(frame):
-        out = schema.empty(kind)
-    else:
-        extra = [_quantile_column(q) for q in quantiles if _quantile_column(q) not in spec.names]
-        out = frame[[*spec.names, *extra]].copy()
-        for column in spec.columns:
-            if column.role == "label":
-                out[column.name] = out[column.name].astype("category")
-            elif column.role == "metric":
-                out[column.name] = out[column.name].astype("float64")
-        out = out.reset_index(drop=True)
-    schema.validate(out[spec.names], kind)
-    return out
 
 
 # -- the registry ------------------------------------------------------------------------------

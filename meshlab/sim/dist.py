@@ -8,7 +8,8 @@ Every function is vectorised over arrays of parameters (one entry per interval).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.special import ndtr, ndtri
@@ -69,10 +70,16 @@ class Mixture:
             hi = np.where(below, hi, mid)
         return self.shift + np.exp((lo + hi) / 2)
 
+    def _map(self, change: Callable[[np.ndarray], np.ndarray]) -> Mixture:
+        return Mixture(*(change(np.asarray(getattr(self, f.name), dtype=np.float64)) for f in fields(self)))
+
+    def select(self, index: slice | np.ndarray, n: int) -> Mixture:
+        """The parameters of some intervals of an ``n``-interval run (scalars broadcast first)."""
+        return self._map(lambda a: np.broadcast_to(a, (n,))[index])
+
     def per_bucket(self, bounds: np.ndarray) -> Mixture:
         """The same parameters with a trailing axis, to evaluate at every bucket bound at once."""
-        return Mixture(*(np.asarray(getattr(self, f), dtype=np.float64)[..., None]
-                         for f in ("median", "sigma", "tail_p", "tail_f", "shift")))
+        return self._map(lambda a: a[..., None])
 
     def bucket_probabilities(self, bounds: np.ndarray) -> np.ndarray:
         """P(latency in each bucket) for ascending upper bounds ending with +Inf; last axis is buckets."""

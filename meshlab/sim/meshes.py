@@ -27,7 +27,7 @@ from .render import Family
 from .scenario import Workload
 from .traffic import EdgeTraffic, Pod, Traffic, _rng
 
-__all__ = ["ENVOY_BUCKETS_MS", "LINKERD_BUCKETS_MS", "MESHES", "mesh_families", "proxy_usage"]
+__all__ = ["ENVOY_BUCKETS_MS", "LINKERD_BUCKETS_MS", "MESHES", "check_mesh", "mesh_families", "proxy_usage"]
 
 LINKERD_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000,
                       10000, 20000, 30000, 40000, 50000, float("inf"))
@@ -445,6 +445,15 @@ MESHES: dict[str, Callable[[Traffic], list[Family]]] = {
 }
 
 
+def check_mesh(mesh: str) -> str:
+    """Return ``mesh`` if the simulator can render it, else raise ``unknown mesh ...; available: ...``."""
+    if mesh not in MESHES:
+        from ..errors import InvalidArgument
+
+        raise InvalidArgument(f"unknown mesh {mesh!r}; available: {', '.join(MESHES)}")
+    return mesh
+
+
 def mesh_families(traffic: Traffic, mesh: str) -> list[Family]:
     """The metric families one mesh emits for a traffic run.
 
@@ -453,10 +462,4 @@ def mesh_families(traffic: Traffic, mesh: str) -> list[Family]:
     InvalidArgument
         For an unknown mesh name.
     """
-    try:
-        renderer = MESHES[mesh]
-    except KeyError:
-        from ..errors import InvalidArgument
-
-        raise InvalidArgument(f"unknown mesh {mesh!r}; available: {', '.join(MESHES)}") from None
-    return renderer(traffic)
+    return MESHES[check_mesh(mesh)](traffic)

@@ -28,12 +28,11 @@ def format_le(bound: float) -> str:
     return str(int(bound)) if float(bound).is_integer() else repr(float(bound))
 
 
-def mesh_chunks(traffic: Traffic, meshes: Sequence[str], *, start: int = 0,
-                stop: int | None = None) -> Iterator[tuple[slice, list[Block]]]:
+def mesh_chunks(traffic: Traffic, meshes: Sequence[str]) -> Iterator[tuple[slice, list[Block]]]:
     """Yield ``(scrapes, blocks)`` per chunk, with every mesh's blocks for that chunk."""
     chunk = max(int(CHUNK_SECONDS // traffic.interval_s), 1)
     iterators = [render_chunks(mesh_families(traffic, mesh), traffic.n, chunk, seed=traffic.scenario.seed,
-                               mesh=mesh, start=start, stop=stop) for mesh in meshes]
+                               mesh=mesh) for mesh in meshes]
     for parts in zip(*iterators, strict=True):
         yield parts[0][0], [block for _, blocks in parts for block in blocks]
 

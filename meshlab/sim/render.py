@@ -92,31 +92,17 @@ def _cumulate(increments: np.ndarray, resets: np.ndarray | None, start: np.ndarr
     return np.where(last >= 0, total - before, total)
 
 
-def render_chunks(families: list[Family], n: int, chunk: int, *, seed: int, mesh: str,
-                  start: int = 0, stop: int | None = None) -> Iterator[tuple[slice, list[Block]]]:
-    """Yield ``(scrapes, blocks)`` for consecutive chunks of ``chunk`` scrapes.
+def render_chunks(families: list[Family], n: int, chunk: int, *, seed: int,
+                  mesh: str) -> Iterator[tuple[slice, list[Block]]]:
+    """Yield ``(scrapes, blocks)`` for consecutive chunks of ``chunk`` scrapes from scrape 0.
 
-    Chunks are aligned on multiples of ``chunk`` from scrape 0, so the samples do not
-    depend on where rendering starts or stops; only chunks overlapping ``[start, stop)``
-    are yielded. State (counter totals) carries across chunks.
+    Counter state carries from chunk to chunk, so chunks must be consumed in order.
     """
-    stop = n if stop is None else stop
     state: dict[int, np.ndarray] = {}
-    for lo in range(0, stop, chunk):  # from scrape 0 always: counters need every earlier chunk
+    for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
-        blocks = [_render(family, f_index, lo, hi, state, seed=seed, mesh=mesh)
-                  for f_index, family in enumerate(families)]
-        if hi > start:
-            a, b = max(lo, start), min(hi, stop)
-            yield slice(a, b), [_trim(block, a - lo, b - lo) for block in blocks]
-
-
-def _trim(block: Block, lo: int, hi: int) -> Block:
-    if lo == 0 and hi == block.values.shape[1]:
-        return block
-    return Block(block.family, block.names, block.labels, block.values[:, lo:hi],
-                 None if block.buckets is None else block.buckets[:, lo:hi],
-                 None if block.sums is None else block.sums[:, lo:hi])
+        yield slice(lo, hi), [_render(family, f_index, lo, hi, state, seed=seed, mesh=mesh)
+                              for f_index, family in enumerate(families)]
 
 
 def _render(family: Family, f_index: int, lo: int, hi: int, state: dict[int, np.ndarray], *,
@@ -148,8 +134,7 @@ def _render(family: Family, f_index: int, lo: int, hi: int, state: dict[int, np.
             continue
         assert s.mixture is not None
         mixture = s.mixture()
-        window = Mixture(*(np.broadcast_to(getattr(mixture, f), (len(s.data),))[lo:hi]
-                           for f in ("median", "sigma", "tail_p", "tail_f", "shift")))
+        window = mixture.select(slice(lo, hi), len(s.data))
         probs = window.bucket_probabilities(bounds)
         probs /= probs.sum(axis=-1, keepdims=True)
         drawn = rng.multinomial(counts, probs)

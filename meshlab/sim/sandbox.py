@@ -24,9 +24,11 @@ from typing import Any
 import pandas as pd
 
 from .. import __version__, schema
+from ..errors import InvalidArgument
 from ..prometheus.client import Prometheus
 from ..prometheus.local import LocalPrometheus, backfill, find_binary
-from .meshes import MESHES
+from .meshes import check_mesh
+from .output import write_backfill
 from .scenario import Scenario, load_scenario
 from .traffic import Traffic, simulate
 
@@ -58,9 +60,8 @@ class Sandbox:
 
     def __init__(self, scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
                  meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *, cache: bool = True):
-        unknown = [m for m in meshes if m not in MESHES]
-        if unknown:
-            raise ValueError(f"unknown mesh {unknown[0]!r}; available: {', '.join(MESHES)}")
+        for name in meshes:
+            check_mesh(name)
         find_binary("prometheus", env="MESHLAB_PROMETHEUS")  # fail early, with how to install it
         self.scenario = load_scenario(scenario)
         self.meshes = tuple(meshes)
@@ -75,39 +76,35 @@ class Sandbox:
                 "scrapes": self.traffic.n}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def _blocks(self) -> Path:
+    def _cached_blocks(self) -> Path:
+        """The run's TSDB blocks in the cache, backfilled on first use."""
         target = cache_dir() / "sandbox" / self.key
-        if self.cache and target.exists():
+        if target.exists():
             return target
-        from .output import write_backfill
-
-        with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
-            files, _ = write_backfill(self.traffic, self.meshes, Path(tmp) / "openmetrics")
-            blocks = Path(tmp) / "blocks"
-            blocks.mkdir()
-            backfill(files, blocks)
-            if not self.cache:
-                kept = Path(tempfile.mkdtemp(prefix="meshlab-blocks-"))
-                shutil.copytree(blocks, kept, dirs_exist_ok=True)
-                return kept
-            target.parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
-            shutil.copytree(blocks, staging, dirs_exist_ok=True)
-            try:
-                os.replace(staging, target)  # atomic: a half-written cache is never used
-            except OSError:
-                shutil.rmtree(staging, ignore_errors=True)  # another process won the race
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
+        try:
+            with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
+                files, _ = write_backfill(self.traffic, self.meshes, tmp)
+                backfill(files, staging)
+            os.replace(staging, target)  # atomic: a half-written cache is never used
+        except OSError:
+            if not target.exists():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # left only if another process won the race
         return target
 
     def start(self) -> Sandbox:
         """Build (or reuse) the blocks and start Prometheus."""
-        blocks = self._blocks()
-        self.server = LocalPrometheus(blocks=blocks)
-        try:
+        if self.cache:
+            self.server = LocalPrometheus(blocks=self._cached_blocks())
             self.server.start()
-        finally:
-            if not self.cache:
-                shutil.rmtree(blocks, ignore_errors=True)
+            return self
+        with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
+            files, _ = write_backfill(self.traffic, self.meshes, tmp)
+            self.server = LocalPrometheus(openmetrics=files)  # promtool writes straight into its TSDB
+            self.server.start()
         return self
 
     @property
@@ -137,7 +134,8 @@ class Sandbox:
         makers = {"traffic": truth.traffic_truth, "edges": truth.edges_truth, "tcp": truth.tcp_truth,
                   "proxies": truth.proxies_truth}
         if kind not in makers:
-            raise ValueError(f"unknown truth kind {kind!r}; must be one of: {', '.join([*makers, 'status_counts'])}")
+            known = ", ".join([*makers, "status_counts"])
+            raise InvalidArgument(f"unknown truth kind {kind!r}; must be one of: {known}")
         meshes = [mesh] if mesh else [*self.meshes, "none"]
         return schema.concat((makers[kind](self.traffic, m) for m in meshes), kind)
 

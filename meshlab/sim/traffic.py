@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -102,6 +103,11 @@ class EdgeTraffic:
     def is_tcp(self) -> bool:
         return self.edge.protocol == "tcp"
 
+    @cached_property
+    def per_status(self) -> np.ndarray:
+        """int64 ``[interval, status]``: requests over all pod pairs."""
+        return self.requests.sum(axis=(1, 2))
+
     def http_status(self, status: str) -> str:
         """The HTTP status code a status travels with (gRPC errors ride on HTTP 200)."""
         return "200" if self.is_grpc else status
@@ -151,18 +157,18 @@ class Traffic:
 
     def inbound_requests(self, workload: Workload) -> np.ndarray:
         """int64 ``[interval, pod]``: requests each pod of ``workload`` received."""
-        total = np.zeros((self.n, len(self.pods[workload.key])), dtype=np.int64)
-        for et in self.edges:
-            if et.target.key == workload.key and not et.is_tcp:
-                total += et.requests.sum(axis=(1, 3))
-        return total
+        return self._requests(workload, received=True)
 
     def outbound_requests(self, workload: Workload) -> np.ndarray:
         """int64 ``[interval, pod]``: requests each pod of ``workload`` sent."""
+        return self._requests(workload, received=False)
+
+    def _requests(self, workload: Workload, *, received: bool) -> np.ndarray:
         total = np.zeros((self.n, len(self.pods[workload.key])), dtype=np.int64)
         for et in self.edges:
-            if et.source.key == workload.key and not et.is_tcp:
-                total += et.requests.sum(axis=(2, 3))
+            end = et.target if received else et.source
+            if end.key == workload.key and not et.is_tcp:
+                total += et.requests.sum(axis=(1, 3) if received else (2, 3))
         return total
 
     def proxy_rps(self, workload: Workload) -> np.ndarray:

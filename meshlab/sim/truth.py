@@ -28,24 +28,11 @@ from .traffic import EdgeTraffic, Traffic
 
 __all__ = ["classify", "edges_truth", "proxies_truth", "status_truth", "tcp_truth", "traffic_truth"]
 
-DEFAULT_QUANTILES = (0.5, 0.9, 0.99)
-
-
 def classify(mesh: str, et: EdgeTraffic, status: str) -> bool:
     """Whether ``mesh`` counts a request that ended with ``status`` on this edge as a failure."""
     if et.is_grpc:
         return mesh in ("linkerd", "none") and str(GRPC_CODES[status]) in LINKERD_GRPC_FAILURES
     return status.startswith("5")
-
-
-def _frame(columns: dict[str, object], kind: str) -> pd.DataFrame:
-    frame = pd.DataFrame(columns)
-    for column in schema.FRAMES[kind].columns:
-        if column.role == "label":
-            frame[column.name] = frame[column.name].astype("category")
-        elif column.role == "metric":
-            frame[column.name] = frame[column.name].astype("float64")
-    return schema.validate(frame[schema.FRAMES[kind].names], kind)
 
 
 def _golden(success: np.ndarray, failure: np.ndarray, interval_s: float, latency: dict[float, np.ndarray]
@@ -56,16 +43,16 @@ def _golden(success: np.ndarray, failure: np.ndarray, interval_s: float, latency
     out = {"success_count": success, "failure_count": failure, "requests": requests, "success_rate": rate,
            "rps": requests / interval_s}
     for q, values in latency.items():
-        out[_quantile_column(q)] = np.where(requests > 0, values, np.nan)
+        out[schema.quantile_column(q)] = np.where(requests > 0, values, np.nan)
     return out
 
 
-def _quantile_column(q: float) -> str:
-    text = f"{q * 100:g}".replace(".", "")
-    return f"latency_p{text}_ms"
+def _with_defaults(quantiles: Sequence[float]) -> list[float]:
+    # the contract's p50/p90/p99 columns are always there
+    return list(dict.fromkeys((*schema.QUANTILES, *quantiles)))
 
 
-def traffic_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> pd.DataFrame:
+def traffic_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
     """Per workload and interval: inbound requests, success/failure as ``mesh`` classifies them,
     and exact latency quantiles as the workload's own (server-side) proxy observes them.
 
@@ -81,29 +68,20 @@ def traffic_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = DEFA
         success = np.zeros(traffic.n)
         failure = np.zeros(traffic.n)
         for et in incoming:
-            per_status = et.requests.sum(axis=(1, 2))
             for s, status in enumerate(et.statuses):
                 if classify(mesh, et, status):
-                    failure += per_status[:, s]
+                    failure += et.per_status[:, s]
                 else:
-                    success += per_status[:, s]
+                    success += et.per_status[:, s]
         mixture = traffic.latency(w, mesh, "server")
-        latency = {q: mixture.quantile(q) for q in quantiles}
+        latency = {q: mixture.quantile(q) for q in _with_defaults(quantiles)}
         golden = _golden(success, failure, traffic.interval_s, latency)
         parts.append(pd.DataFrame({"timestamp": times, "mesh": mesh, "kind": w.kind, "namespace": w.namespace,
                                    "name": w.name, **{k: v[1:] for k, v in golden.items()}}))
-    return _with_quantiles(pd.concat(parts, ignore_index=True), "traffic", quantiles)
+    return schema.concat(parts, "traffic")
 
 
-def _with_quantiles(frame: pd.DataFrame, kind: str, quantiles: Sequence[float]) -> pd.DataFrame:
-    extra = [_quantile_column(q) for q in quantiles if _quantile_column(q) not in schema.FRAMES[kind].names]
-    base = _frame({c: frame[c] for c in schema.FRAMES[kind].names}, kind)
-    for column in extra:
-        base[column] = frame[column].astype("float64").to_numpy()
-    return base
-
-
-def edges_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> pd.DataFrame:
+def edges_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
     """Per edge, observing side and interval: requests, success/failure and latency quantiles.
 
     ``side="client"`` is the caller's proxy (latency includes the network and both
@@ -116,10 +94,9 @@ def edges_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = DEFAUL
     for et in traffic.edges:
         if et.is_tcp:
             continue
-        per_status = et.requests.sum(axis=(1, 2))
         failed = np.array([classify(mesh, et, s) for s in et.statuses])
-        failure = per_status[:, failed].sum(axis=1).astype(float)
-        success = per_status[:, ~failed].sum(axis=1).astype(float)
+        failure = et.per_status[:, failed].sum(axis=1).astype(float)
+        success = et.per_status[:, ~failed].sum(axis=1).astype(float)
         sides = []
         if et.source.meshed or mesh == "none":
             sides.append(("client", traffic.latency(et.target, mesh, "client", caller=et.source,
@@ -127,13 +104,14 @@ def edges_truth(traffic: Traffic, mesh: str, quantiles: Sequence[float] = DEFAUL
         if not et.target.external and (et.target.meshed or mesh == "none"):
             sides.append(("server", traffic.latency(et.target, mesh, "server")))
         for side, mixture in sides:
-            golden = _golden(success, failure, traffic.interval_s, {q: mixture.quantile(q) for q in quantiles})
+            golden = _golden(success, failure, traffic.interval_s,
+                             {q: mixture.quantile(q) for q in _with_defaults(quantiles)})
             parts.append(pd.DataFrame({
                 "timestamp": times, "mesh": mesh, "kind": et.target.kind,
                 "src_namespace": et.source.namespace, "src_name": et.source.name,
                 "dst_namespace": et.target.namespace, "dst_name": et.target.name, "side": side,
                 **{k: v[1:] for k, v in golden.items()}}))
-    return _with_quantiles(pd.concat(parts, ignore_index=True), "edges", quantiles)
+    return schema.concat(parts, "edges")
 
 
 def status_truth(traffic: Traffic) -> pd.DataFrame:
@@ -143,14 +121,12 @@ def status_truth(traffic: Traffic) -> pd.DataFrame:
     for et in traffic.edges:
         if et.is_tcp:
             continue
-        per_status = et.requests.sum(axis=(1, 2))
         for s, status in enumerate(et.statuses):
             parts.append(pd.DataFrame({
                 "timestamp": times, "src_namespace": et.source.namespace, "src_name": et.source.name,
                 "dst_namespace": et.target.namespace, "dst_name": et.target.name,
-                "protocol": et.edge.protocol, "status": status, "requests": per_status[1:, s]}))
-    return _frame({c: pd.concat(parts, ignore_index=True)[c] for c in schema.FRAMES["status_counts"].names},
-                  "status_counts")
+                "protocol": et.edge.protocol, "status": status, "requests": et.per_status[1:, s]}))
+    return schema.concat(parts, "status_counts")
 
 
 def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
@@ -170,7 +146,7 @@ def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
                 "open_connections": et.open.sum(axis=(1, 2))[1:],
                 "sent_bytes_per_second": et.sent_bytes.sum(axis=(1, 2))[1:] / traffic.interval_s,
                 "received_bytes_per_second": et.received_bytes.sum(axis=(1, 2))[1:] / traffic.interval_s}))
-    return _frame({c: pd.concat(parts, ignore_index=True)[c] for c in schema.FRAMES["tcp"].names}, "tcp")
+    return schema.concat(parts, "tcp")
 
 
 def proxies_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
@@ -188,6 +164,4 @@ def proxies_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
                 "timestamp": times[keep], "mesh": mesh, "namespace": w.namespace, "workload": w.name,
                 "pod": pod.name, "container": MESH_COSTS[mesh].container,
                 "cpu_cores": cpu_seconds[keep] / traffic.interval_s, "memory_bytes": memory[keep]}))
-    if not parts:
-        return schema.empty("proxies")
-    return _frame({c: pd.concat(parts, ignore_index=True)[c] for c in schema.FRAMES["proxies"].names}, "proxies")
+    return schema.concat(parts, "proxies")
