@@ -21,6 +21,7 @@ import meshlab as ml
 from meshlab import schema
 from meshlab.errors import InvalidArgument
 from meshlab.meshes import base
+from meshlab.prometheus.promql import by
 from meshlab.sim import truth
 from meshlab.sim.dist import weighted_quantile
 from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
@@ -281,3 +282,160 @@ def test_detect_finds_exactly_the_meshes_present(run, prometheus_server):
     first = pd.Timestamp(traffic.times_ms[0], unit="ms", tz="UTC")
     assert all(pd.Timedelta(0) <= since - first <= pd.Timedelta("1s") for since in found.values())
     assert ml.detect(prometheus_server.client) == {}
+
+
+# -- TCP and proxy cost ----------------------------------------------------------------------------
+
+TCP_KEYS = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
+
+
+def windowed_tcp_truth(frame: pd.DataFrame, times, intervals: int = 4) -> pd.DataFrame:
+    """Opened connections summed, byte rates averaged over the window; open connections at its end."""
+    out = []
+    for t in times:
+        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
+        keys = TCP_KEYS[1:]
+        summed = part.groupby(keys, observed=True).agg(
+            opened_connections=("opened_connections", "sum"),
+            sent_bytes_per_second=("sent_bytes_per_second", "mean"),
+            received_bytes_per_second=("received_bytes_per_second", "mean"))
+        at_end = part[part["timestamp"] == t].groupby(keys, observed=True)["open_connections"].sum()
+        out.append(summed.join(at_end).reset_index().assign(timestamp=t))
+    return pd.concat(out, ignore_index=True)
+
+
+@pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
+def test_tcp_equals_the_truth(run, mesh):
+    traffic, prom, start, end = run
+    adapter = ml.mesh(mesh, prom)
+    frame = adapter.tcp(KINDS[mesh], start=start, end=end, step="1m")
+    schema.validate(frame, "tcp")
+    expected = windowed_tcp_truth(truth.tcp_truth(traffic, mesh), frame["timestamp"].unique())
+    # only Istio's server-side proxies name the caller
+    expected = expected[expected["side"].isin(list(adapter.tcp_signals))]
+    if mesh == "linkerd":  # deployment to deployment, as linkerd viz edges names them
+        expected = expected[expected["dst_name"].isin(["web", "api", "idle"])]
+    assert set(frame["side"]) == {"client", "server"} if mesh == "istio" else {"client"}
+    mine_edges = set(zip(frame["src_name"].astype(str), frame["dst_name"].astype(str), strict=True))
+    # Linkerd counts the HTTP and gRPC connections too; Istio and Consul only the TCP edge
+    assert mine_edges == ({("web", "api"), ("web", "idle")} if mesh == "linkerd" else {("api", "db")})
+    for column in ("opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"):
+        mine = by_key(frame, TCP_KEYS, column)
+        theirs = by_key(expected, TCP_KEYS, column)
+        assert mine.index.equals(theirs.index), column
+        np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-9, err_msg=column)
+    assert frame["sent_bytes_per_second"].sum() > 0 and frame["open_connections"].sum() > 0
+
+
+def test_tcp_equals_the_meshes_own_promql(run):
+    _, prom, start, end = run
+    # linkerd viz: outbound TCP with peer="dst", the open-connection gauge summed
+    linkerd = ml.Linkerd(prom).tcp("deployment", start=start, end=end, step="1m")
+    group = "by (namespace, deployment, dst_namespace, dst_deployment)"
+    sel = 'direction="outbound", peer="dst", deployment!="", dst_deployment!=""'
+    keys = ["timestamp", "namespace", "deployment", "dst_namespace", "dst_deployment"]
+    mine = linkerd.rename(columns=dict(zip(TCP_KEYS[1:5], keys[1:], strict=True)))
+    for column, promql in (
+            ("open_connections", f"sum {group} (tcp_open_connections{{{sel}}})"),
+            ("received_bytes_per_second", f"sum {group} (rate(tcp_read_bytes_total{{{sel}}}[1m]))")):
+        theirs = by_key(prom.query_range(promql, start, end, "1m"), keys, "value")
+        np.testing.assert_allclose(by_key(mine, keys, column).loc[theirs.index], theirs, rtol=1e-9)
+        assert len(theirs) > 50
+    # Kiali's TCP graph: reporter="source", bytes by source and destination workload
+    istio = ml.Istio(prom).tcp("deployment", start=start, end=end, step="1m", sides=["client"])
+    keys = ["timestamp", "source_workload_namespace", "source_workload", "destination_workload_namespace",
+            "destination_workload"]
+    theirs = prom.query_range(f"sum {by(*keys[1:])} (rate(istio_tcp_sent_bytes_total{{reporter=\"source\"}}[1m]))",
+                              start, end, "1m")
+    mine = istio.rename(columns=dict(zip(TCP_KEYS[1:5], keys[1:], strict=True)))
+    theirs = by_key(theirs, keys, "value")
+    np.testing.assert_allclose(by_key(mine, keys, "received_bytes_per_second").loc[theirs.index], theirs, rtol=1e-9)
+    assert len(theirs) == len(istio) > 50
+
+
+def windowed_proxy_truth(frame: pd.DataFrame, times, intervals: int = 4) -> pd.DataFrame:
+    out = []
+    for t in times:
+        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
+        cpu = part.groupby(["namespace", "workload", "pod"], observed=True)["cpu_cores"].agg(["sum", "size"])
+        memory = part[part["timestamp"] == t].set_index(["namespace", "workload", "pod"])["memory_bytes"]
+        # whole windows only: a pod's first window has no rate yet
+        whole = cpu[cpu["size"] == intervals]
+        out.append((whole["sum"] / intervals).rename("cpu_cores").to_frame().join(memory).reset_index()
+                   .assign(timestamp=t))
+    return pd.concat(out, ignore_index=True)
+
+
+@pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
+def test_proxy_cost_equals_the_truth(run, mesh):
+    traffic, prom, start, end = run
+    frame = ml.mesh(mesh, prom).proxies(start=start, end=end, step="1m")
+    schema.validate(frame, "proxies")
+    keys = ["timestamp", "namespace", "workload", "pod"]
+    expected = windowed_proxy_truth(truth.proxies_truth(traffic, mesh), frame["timestamp"].unique())
+    # the workload comes from the mesh's own series, and agrees with the simulated owner
+    assert set(frame["workload"].astype(str)) == {"web", "api", "db", "idle"}
+    assert set(frame["container"].astype(str)) == {ml.mesh(mesh, prom).proxy_containers[0]}
+    mine = by_key(frame, keys, "cpu_cores").dropna()
+    theirs = by_key(expected, keys, "cpu_cores")
+    assert mine.index.equals(theirs.index) and len(mine) > 100
+    np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-9)
+    memory = by_key(frame, keys, "memory_bytes")
+    np.testing.assert_array_equal(memory.loc[theirs.index].to_numpy(), by_key(expected, keys, "memory_bytes"))
+    # the pod that scaled in later appears from its first scrape on
+    assert frame.groupby("pod", observed=True)["timestamp"].min().nunique() == 2
+
+
+def test_linkerd_proxy_process_metrics_and_their_dashboard(run):
+    _, prom, start, end = run
+    frame = ml.Linkerd(prom).proxies(start=start, end=end, step="1m", source="proxy", namespace="back")
+    theirs = prom.query_range('sum(rate(process_cpu_seconds_total{job="linkerd-proxy", namespace="back"}[1m])) '
+                              "by (namespace, pod)", start, end, "1m")
+    keys = ["timestamp", "namespace", "pod"]
+    theirs = by_key(theirs, keys, "value")
+    np.testing.assert_allclose(by_key(frame, keys, "cpu_cores").loc[theirs.index], theirs, rtol=1e-9)
+    assert set(frame["namespace"]) == {"back"} and set(frame["workload"].astype(str)) == {"api", "db", "idle"}
+    with pytest.raises(InvalidArgument, match="istio's proxies export no process metrics; use source='cadvisor'"):
+        ml.Istio(prom).proxies(at=end, source="proxy")
+    with pytest.raises(InvalidArgument, match="unknown proxy source 'kubelet'; must be one of: cadvisor, proxy"):
+        ml.Istio(prom).proxies(at=end, source="kubelet")
+
+
+def test_tcp_and_proxy_queries_do_not_grow_with_the_workloads(run, monkeypatch):
+    _, prom, start, end = run
+    calls = count_requests(prom, monkeypatch)
+    ml.Istio(prom).tcp("deployment", start=start, end=end, step="1m")
+    assert len(calls) == 4 * 2  # four signals, two sides
+    calls.clear()
+    frame = ml.Istio(prom).proxies(start=start, end=end, step="1m")
+    assert frame["pod"].nunique() == 7 and len(calls) == 3  # CPU, memory, and the pods' owners
+
+
+@pytest.mark.parametrize(("pod", "workload"), [
+    ("web-5d9c8b7f6-x2k9p", "web"), ("my-api-v2-7c9f8b6d4f-x2k9p", "my-api-v2"), ("db-0", "db"),
+    ("redis-cluster-12", "redis-cluster"), ("node-agent-x2k9p", "node-agent"), ("standalone", "standalone"),
+    ("web-abcde", "web-abcde"),  # vowels never appear in generated suffixes
+])
+def test_workload_of_pod(pod, workload):
+    assert base.workload_of_pod(pod) == workload
+
+
+def test_promql_names_every_signal(run):
+    _, prom, _, _ = run
+    consul = ml.Consul(prom)
+    assert consul.promql("open_connections", "service", namespace="back") == (
+        'sum by (namespace, consul_source_service, consul_destination_namespace, consul_destination_service) '
+        '(envoy_cluster_upstream_cx_active{envoy_cluster_name!="local_app",consul_destination_service!="",'
+        'namespace="back"})')
+    # Istio has no open-connection gauge: opened minus closed, series by series
+    sel = '{reporter="destination",source_workload="api",destination_workload!="unknown"}'
+    assert ml.Istio(prom).promql("open_connections", side="server", name="api") == (
+        "sum by (source_workload_namespace, source_workload, destination_workload_namespace, destination_workload) "
+        f"(istio_tcp_connections_opened_total{sel} - istio_tcp_connections_closed_total{sel})")
+    assert ml.Linkerd(prom).promql("cpu_cores", namespace="front", window="5m") == (
+        'sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container=~"linkerd-proxy",'
+        'image!="",namespace="front"}[5m]))')
+    with pytest.raises(InvalidArgument, match="consul has no 'server' side for TCP; sides: client"):
+        consul.promql("opened_connections", "service", side="server")
+    with pytest.raises(InvalidArgument, match="unknown signal 'bytes'; must be one of: success_count"):
+        consul.promql("bytes", "service")

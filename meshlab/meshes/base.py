@@ -22,6 +22,7 @@ meshlab uses ``rate``/``increase`` where the meshes' own CLIs and dashboards use
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from abc import ABC
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,13 +35,21 @@ import pandas as pd
 from .. import schema
 from ..errors import InvalidArgument
 from ..prometheus.client import Prometheus
-from ..prometheus.promql import MatchValue, by, selector
-from ..timeutil import Duration, TimeLike, format_duration, to_timedelta
+from ..prometheus.promql import MatchValue, NotEqual, OneOf, by, selector
+from ..timeutil import Duration, TimeLike, format_duration, to_timedelta, to_timestamp
 
-__all__ = ["KINDS", "Mesh", "Signal", "available", "detect", "earliest_sample", "get_mesh", "mesh", "register"]
+__all__ = ["KINDS", "Mesh", "Owners", "Signal", "TcpSignal", "available", "detect", "earliest_sample", "get_mesh",
+           "mesh", "register", "workload_of_pod"]
 
 #: Every kind a mesh adapter may support.
 KINDS = ("namespace", "deployment", "statefulset", "daemonset", "pod", "job", "service")
+#: The signals of the ``tcp`` and ``proxies`` frames, as ``Mesh.promql`` names them.
+TCP_SIGNALS = ("opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second")
+PROXY_SIGNALS = ("cpu_cores", "memory_bytes")
+# Kubernetes' generated name suffixes use this alphabet (no vowels, no 0/1/3: k8s.io/apimachinery rand)
+_K8S_ALNUM = "[bcdfghjklmnpqrstvwxz2456789]"
+_POD_NAME = re.compile(rf"^(?P<deployment>.+)-{_K8S_ALNUM}{{6,10}}-{_K8S_ALNUM}{{5}}$"
+                       rf"|^(?P<ordinal>.+)-\d+$|^(?P<generated>.+)-{_K8S_ALNUM}{{5}}$")
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,55 @@ class Signal:
     success: Mapping[str, MatchValue]
     failure: Mapping[str, MatchValue]
     latency: str | None = None
+
+
+@dataclass(frozen=True)
+class TcpSignal:
+    """A mesh's TCP connection metrics, as one side's proxies see them.
+
+    Byte counters are named from the client's point of view, whichever proxy counts
+    them: ``sent`` is what the client sent to the server.
+
+    Attributes
+    ----------
+    matchers : mapping
+        Matchers that pick this side's view (``direction="outbound"``, ``reporter="source"``...).
+    opened : str
+        Counter of connections opened.
+    sent, received : str
+        Byte counters: client to server, and server to client.
+    open : str, optional
+        Gauge of open connections. When the mesh has none, ``opened - closed`` per series.
+    closed : str, optional
+        Counter of connections closed, used when there is no ``open`` gauge.
+    """
+
+    matchers: Mapping[str, MatchValue]
+    opened: str
+    sent: str
+    received: str
+    open: str | None = None
+    closed: str | None = None
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Series whose labels say which workload each proxy's pod belongs to.
+
+    cAdvisor knows pods, not workloads; the mesh's own series name both.
+
+    Attributes
+    ----------
+    metric : str
+        A metric name, or ``"a|b"`` for several.
+    matchers : mapping
+    labels : tuple of str
+        Labels holding the workload's name; the first non-empty one wins.
+    """
+
+    metric: str
+    matchers: Mapping[str, MatchValue]
+    labels: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -93,6 +151,14 @@ class Mesh(ABC):
         The server-side view of each workload's inbound traffic.
     edge_signals : dict of str to Signal
         Edge views by side (``"client"``, ``"server"``).
+    tcp_signals : dict of str to TcpSignal
+        TCP views by side, named by the same labels as the edges.
+    proxy_containers : tuple of str
+        The proxy's container names, for cAdvisor.
+    proxy_process : tuple of (matchers, CPU counter, memory gauge), optional
+        The proxy's own process metrics, where it exports them.
+    owners : tuple of Owners
+        Series that name each proxy pod's workload.
     """
 
     name: ClassVar[str]
@@ -100,6 +166,10 @@ class Mesh(ABC):
     kinds: ClassVar[tuple[str, ...]] = ()
     workload_signal: ClassVar[Signal]
     edge_signals: ClassVar[Mapping[str, Signal]] = {}
+    tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {}
+    proxy_containers: ClassVar[tuple[str, ...]] = ()
+    proxy_process: ClassVar[tuple[Mapping[str, MatchValue], str, str] | None] = None
+    owners: ClassVar[tuple[Owners, ...]] = ()
     #: the metric whose presence says this mesh has data in a Prometheus
     marker: ClassVar[str]
 
@@ -134,16 +204,25 @@ class Mesh(ABC):
 
         Parameters
         ----------
-        signal : {"success_count", "failure_count", "latency"}
+        signal : str
+            ``"success_count"``, ``"failure_count"`` or ``"latency"`` (traffic and edges);
+            ``"opened_connections"``, ``"open_connections"``, ``"sent_bytes_per_second"`` or
+            ``"received_bytes_per_second"`` (TCP); ``"cpu_cores"`` or ``"memory_bytes"``
+            (proxies, from cAdvisor).
         kind, namespace, name : str
-            Which workloads; ``None`` means all.
+            Which workloads; ``None`` means all. Proxies take only ``namespace``.
         window : duration
         side : {"client", "server"}, optional
-            For edges; ``None`` is the workload (server-side) view.
+            For edges; ``None`` is the workload (server-side) view, and for TCP the
+            mesh's first TCP side.
         quantile : float
             For ``latency``.
         """
+        if signal in PROXY_SIGNALS:
+            return self._proxy_promql(signal, namespace, window)
         self._check_kind(kind)
+        if signal in TCP_SIGNALS:
+            return self._tcp_promql(signal, kind, namespace, name, window, side)
         if side is None:
             identity, spec = self.workload_identity(kind), self.workload_signal
         elif side in self.edge_signals:
@@ -163,7 +242,54 @@ class Mesh(ABC):
                 raise InvalidArgument(f"{self.name} has no latency histogram for this view")
             inner = f"sum {by('le', *group)} (rate({selector(spec.latency, base)}[{window_text}]))"
             return f"histogram_quantile({quantile:g}, {inner})"
-        raise InvalidArgument(f"unknown signal {signal!r}; must be one of: success_count, failure_count, latency")
+        raise InvalidArgument(f"unknown signal {signal!r}; must be one of: success_count, failure_count, latency, "
+                              f"{', '.join(TCP_SIGNALS)}, {', '.join(PROXY_SIGNALS)}")
+
+    def _tcp_promql(self, signal: str, kind: str, namespace: str | None, name: str | None, window: Duration,
+                    side: str | None) -> str:
+        if not self.tcp_signals:
+            raise InvalidArgument(f"{self.name} has no TCP metrics meshlab can read")
+        side = side or next(iter(self.tcp_signals))
+        if side not in self.tcp_signals:
+            raise InvalidArgument(f"{self.name} has no {side!r} side for TCP; sides: {', '.join(self.tcp_signals)}")
+        identity, spec = self.edge_identity(kind, side), self.tcp_signals[side]
+        group = by(*[label for label in (identity.namespace, identity.name, identity.dst_namespace,
+                                         identity.dst_name) if label])
+        filters = {identity.namespace: namespace, **({identity.name: name} if identity.name else {})}
+        base = {**spec.matchers, **identity.extra, **{k: v for k, v in filters.items() if v is not None}}
+        window_text = format_duration(window)
+        if signal == "opened_connections":
+            return f"sum {group} (increase({selector(spec.opened, base)}[{window_text}]))"
+        if signal == "open_connections":
+            if spec.open is not None:
+                return f"sum {group} ({selector(spec.open, base)})"
+            if spec.closed is None:
+                raise InvalidArgument(f"{self.name} has no open-connection gauge or closed counter")
+            # both counters restart with the proxy, and so do its connections
+            return f"sum {group} ({selector(spec.opened, base)} - {selector(spec.closed, base)})"
+        counter = spec.sent if signal == "sent_bytes_per_second" else spec.received
+        return f"sum {group} (rate({selector(counter, base)}[{window_text}]))"
+
+    def _proxy_promql(self, signal: str, namespace: str | None, window: Duration, *,
+                      source: str = "cadvisor") -> str:
+        group = by("namespace", "pod", "container")
+        if source == "proxy":
+            if self.proxy_process is None:
+                raise InvalidArgument(f"{self.name}'s proxies export no process metrics; use source='cadvisor'")
+            matchers, cpu, memory = self.proxy_process
+            base = {**matchers, "namespace": namespace}
+            group = by("namespace", "pod")
+        elif source == "cadvisor":
+            if not self.proxy_containers:
+                raise InvalidArgument(f"{self.name} has no proxy container to read from cAdvisor")
+            # container!="POD" and image!="" drop cAdvisor's pause-container and pod-total series
+            base = {"container": OneOf(self.proxy_containers), "image": NotEqual(""), "namespace": namespace}
+            cpu, memory = "container_cpu_usage_seconds_total", "container_memory_working_set_bytes"
+        else:
+            raise InvalidArgument(f"unknown proxy source {source!r}; must be one of: cadvisor, proxy")
+        if signal == "cpu_cores":
+            return f"sum {group} (rate({selector(cpu, base)}[{format_duration(window)}]))"
+        return f"sum {group} ({selector(memory, base)})"
 
     # -- frames --------------------------------------------------------------------------------
 
@@ -210,18 +336,134 @@ class Mesh(ABC):
         parts = []
         for side in sides or tuple(self.edge_signals):
             identity = self.edge_identity(kind, side)
-            columns = {identity.namespace: "src_namespace",
-                       **({identity.name: "src_name"} if identity.name else {}),
-                       **({identity.dst_namespace: "dst_namespace"} if identity.dst_namespace else {}),
-                       **({identity.dst_name: "dst_name"} if identity.dst_name else {})}
-            part = self._golden(kind, namespace, name, side, columns, start, end, step, window, at, quantiles)
-            if identity.name is None:  # kind "namespace": the namespaces are the names
-                part["src_name"], part["dst_name"] = part["src_namespace"], part["dst_namespace"]
-            part.insert(1, "mesh", self.name)
-            part.insert(2, "kind", kind)
-            part["side"] = side
-            parts.append(self._fill_edges(part, kind, side))
+            part = self._golden(kind, namespace, name, side, self._edge_columns(identity), start, end, step,
+                                window, at, quantiles)
+            parts.append(self._fill_edges(self._name_edges(part, identity, kind, side), kind, side))
         return schema.concat(parts, "edges")
+
+    def tcp(self, kind: str = "deployment", namespace: str | None = None, name: str | None = None, *,
+            start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
+            window: Duration = "1m", at: TimeLike | None = None, sides: Sequence[str] | None = None
+            ) -> pd.DataFrame:
+        """TCP connections and bytes per (source, destination), as each side's proxies see them.
+
+        Named by the same labels as :meth:`edges`; ``namespace`` and ``name`` filter the
+        source. At each step T with window W: ``opened_connections`` is the increase over
+        W, ``open_connections`` the connections open at T, and the byte columns are
+        ``rate`` over W, from the client's point of view (``sent``: client to server).
+        Each mesh's docstring says which sides and connections it has.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A ``tcp`` frame.
+        """
+        self._check_kind(kind)
+        if not self.tcp_signals:
+            raise InvalidArgument(f"{self.name} has no TCP metrics meshlab can read")
+        run = self._runner(start, end, step, at)
+        columns = ["opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"]
+        parts = []
+        for side in sides or tuple(self.tcp_signals):
+            identity = self.edge_identity(kind, side)
+            renames = self._edge_columns(identity)
+            keys = ["timestamp", *renames.values()]
+            frame = None
+            for column in columns:
+                result = run(self.promql(column, kind, namespace, name, window, side=side))
+                result = self._labelled(result, renames)[[*keys, "value"]].rename(columns={"value": column})
+                frame = result if frame is None else frame.merge(result, on=keys, how="outer")
+            assert frame is not None
+            frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+            parts.append(self._fill_edges(self._name_edges(frame, identity, kind, side), kind, side))
+        return schema.concat(parts, "tcp")
+
+    def proxies(self, namespace: str | None = None, workload: str | None = None, *,
+                start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
+                window: Duration = "1m", at: TimeLike | None = None, source: str = "cadvisor") -> pd.DataFrame:
+        """What each proxy costs: CPU cores (mean over the window) and working-set memory, per pod.
+
+        ``source="cadvisor"`` (the default, the same for every mesh) reads
+        ``container_cpu_usage_seconds_total`` and ``container_memory_working_set_bytes`` for
+        the proxy container; ``source="proxy"`` reads the proxy's own process metrics where
+        it exports them (Linkerd). cAdvisor does not know workloads: each pod's workload
+        comes from the mesh's own series (one more query), else from the pod's name
+        (``web-5d9c8b7f6-x2k9p`` and ``db-0`` give ``web`` and ``db``). CPU is NaN at a
+        pod's first sample, where no rate can be computed yet.
+
+        Returns
+        -------
+        pandas.DataFrame
+            A ``proxies`` frame.
+        """
+        run = self._runner(start, end, step, at)
+        keys = ["timestamp", "namespace", "pod"]
+        cpu = run(self._proxy_promql("cpu_cores", namespace, window, source=source))
+        memory = run(self._proxy_promql("memory_bytes", namespace, window, source=source))
+        if source == "proxy":
+            cpu["container"] = memory["container"] = self.proxy_containers[0]
+        keys.append("container")
+        cpu = self._labelled(cpu, {k: k for k in keys[1:]})[[*keys, "value"]].rename(columns={"value": "cpu_cores"})
+        memory = self._labelled(memory, {k: k for k in keys[1:]})[[*keys, "value"]]
+        frame = cpu.merge(memory.rename(columns={"value": "memory_bytes"}), on=keys, how="outer")
+        owners = self._pod_owners(start, end, window, at)
+        pods = list(zip(frame["namespace"].astype(str), frame["pod"].astype(str), strict=True))
+        frame["workload"] = [owners.get(key) or workload_of_pod(key[1]) for key in pods]
+        if workload is not None:
+            frame = frame[frame["workload"] == workload]
+        frame.insert(1, "mesh", self.name)
+        return schema.conform(frame.sort_values(keys, kind="stable").reset_index(drop=True), "proxies")
+
+    def _pod_owners(self, start: TimeLike | None, end: TimeLike | None, window: Duration,
+                    at: TimeLike | None) -> dict[tuple[str, str], str]:
+        """(namespace, pod) -> workload, from the mesh's own series over the asked time (one query)."""
+        if not self.owners:
+            return {}
+        if at is not None:
+            lookback, when = to_timedelta(window, name="window"), at
+        else:
+            assert start is not None and end is not None
+            lookback = to_timestamp(end) - to_timestamp(start) + to_timedelta(window, name="window")
+            when = end
+        span = format_duration(max(lookback, pd.Timedelta(seconds=1)))
+        parts = []
+        for owner in self.owners:
+            metric = {"__name__": OneOf(owner.metric.split("|"))}
+            parts.append(f"group {by('namespace', 'pod', *owner.labels)} "
+                         f"(last_over_time({selector(None, {**metric, **owner.matchers})}[{span}]))")
+        found = self.prom.query(" or ".join(parts), time=when)
+        lookup: dict[tuple[str, str], str] = {}
+        for label in dict.fromkeys(label for owner in self.owners for label in owner.labels):
+            if label in found:
+                named = found[found[label].notna()]
+                for namespace, pod, workload in zip(named["namespace"].astype(str), named["pod"].astype(str),
+                                                    named[label].astype(str), strict=True):
+                    lookup.setdefault((namespace, pod), workload)
+        return lookup
+
+    @staticmethod
+    def _edge_columns(identity: Identity) -> dict[str, str]:
+        return {identity.namespace: "src_namespace",
+                **({identity.name: "src_name"} if identity.name else {}),
+                **({identity.dst_namespace: "dst_namespace"} if identity.dst_namespace else {}),
+                **({identity.dst_name: "dst_name"} if identity.dst_name else {})}
+
+    def _name_edges(self, part: pd.DataFrame, identity: Identity, kind: str, side: str) -> pd.DataFrame:
+        if identity.name is None:  # kind "namespace": the namespaces are the names
+            part["src_name"], part["dst_name"] = part["src_namespace"], part["dst_namespace"]
+        part.insert(1, "mesh", self.name)
+        part.insert(2, "kind", kind)
+        part["side"] = side
+        return part
+
+    @staticmethod
+    def _labelled(result: pd.DataFrame, renames: Mapping[str, str]) -> pd.DataFrame:
+        """``result`` with its labels renamed to frame columns, as strings; missing labels are NA."""
+        result = result.rename(columns=dict(renames))
+        for column in renames.values():
+            if column not in result:
+                result[column] = pd.Series(pd.NA, index=result.index, dtype="string")
+        return result.astype({c: "string" for c in renames.values()})
 
     def _fill_edges(self, frame: pd.DataFrame, kind: str, side: str) -> pd.DataFrame:
         """Hook for meshes whose edge labels lack something (Consul's destination namespace)."""
@@ -236,12 +478,7 @@ class Mesh(ABC):
 
         def fetch(signal: str, value: str, **extra: Any) -> pd.DataFrame:
             result = run(self.promql(signal, kind, namespace, name, window, side=side, **extra))
-            result = result.rename(columns=columns)
-            for column in columns.values():
-                if column not in result:
-                    result[column] = pd.Series(pd.NA, index=result.index, dtype="string")
-            result = result[[*keys, "value"]].astype({c: "string" for c in columns.values()})
-            return result.rename(columns={"value": value})
+            return self._labelled(result, columns)[[*keys, "value"]].rename(columns={"value": value})
 
         parts = [fetch("success_count", "success_count"), fetch("failure_count", "failure_count")]
         has_latency = (self.workload_signal if side is None else self.edge_signals[side]).latency is not None
@@ -275,6 +512,19 @@ class Mesh(ABC):
     def detect(cls, prom: Prometheus) -> pd.Timestamp | None:
         """When this mesh's data begins in ``prom`` (to the second), or None if it has none."""
         return earliest_sample(prom, selector(cls.marker))
+
+
+def workload_of_pod(pod: str) -> str:
+    """The workload a pod's name says it belongs to, by Kubernetes' naming rules.
+
+    ``web-5d9c8b7f6-x2k9p`` (a Deployment's) gives ``web``, ``db-0`` (a StatefulSet's)
+    gives ``db``, ``agent-x2k9p`` (a DaemonSet's or Job's) gives ``agent``; any other
+    name is its own workload.
+    """
+    match = _POD_NAME.match(pod)
+    if match is None:
+        return pod
+    return next(group for group in match.groups() if group is not None)
 
 
 def earliest_sample(prom: Prometheus, series: str, *, resolution_s: float = 1.0) -> pd.Timestamp | None:

@@ -9,8 +9,13 @@
   ``client``). The ``local_app`` cluster (the proxy forwarding to its own application) and
   the ``upstream`` listener count the same requests again and are left out.
 - Consul's labels carry Consul namespaces, not Kubernetes ones: an edge's
-  ``dst_namespace`` is looked up from the destination service's own public-listener
-  series (one more query), and is missing for services with none (external ones).
+  ``dst_namespace`` is looked up from the destination service's own proxy series (one
+  more query), and is missing for services with no proxy (external ones).
+- TCP is the caller's upstream cluster connection stats (``envoy_cluster_upstream_cx_*``,
+  side ``client``), with Envoy's active-connection gauge; the server's TCP listener
+  stats do not name the caller.
+- Proxy cost is the ``consul-dataplane`` (or older ``envoy-sidecar``) container in
+  cAdvisor; pods are named to services by ``consul_source_service``.
 - The Consul UI uses ``rate`` over 15m windows; meshlab lets you choose the window.
 """
 
@@ -21,14 +26,17 @@ from typing import ClassVar
 
 import pandas as pd
 
-from ..prometheus.promql import NotEqual, selector
-from .base import Identity, Mesh, Signal, register
+from ..prometheus.promql import NotEqual, OneOf, selector
+from .base import Identity, Mesh, Owners, Signal, TcpSignal, register
 
 __all__ = ["Consul"]
 
 PUBLIC = {"envoy_http_conn_manager_prefix": "public_listener"}
 SUCCESS = {"envoy_response_code_class": NotEqual("5")}
 FAILURE = {"envoy_response_code_class": "5"}
+UPSTREAMS = {"envoy_cluster_name": NotEqual("local_app"), "consul_destination_service": NotEqual("")}
+#: series every Consul proxy exports, labelled with its own service and Kubernetes namespace
+OWN_SERIES = ("envoy_http_downstream_rq_completed", "envoy_tcp_downstream_cx_total")
 
 
 @register
@@ -42,9 +50,12 @@ class Consul(Mesh):
     workload_signal = Signal("envoy_http_downstream_rq_xx", PUBLIC, SUCCESS, FAILURE,
                              latency="envoy_http_downstream_rq_time_bucket")
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": Signal(
-        "envoy_cluster_upstream_rq_xx",
-        {"envoy_cluster_name": NotEqual("local_app"), "consul_destination_service": NotEqual("")},
-        SUCCESS, FAILURE, latency="envoy_cluster_upstream_rq_time_bucket")}
+        "envoy_cluster_upstream_rq_xx", UPSTREAMS, SUCCESS, FAILURE, latency="envoy_cluster_upstream_rq_time_bucket")}
+    tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {"client": TcpSignal(
+        UPSTREAMS, opened="envoy_cluster_upstream_cx_total", sent="envoy_cluster_upstream_cx_tx_bytes_total",
+        received="envoy_cluster_upstream_cx_rx_bytes_total", open="envoy_cluster_upstream_cx_active")}
+    proxy_containers = ("consul-dataplane", "envoy-sidecar")
+    owners = (Owners("|".join(OWN_SERIES), {}, ("consul_source_service",)),)
 
     def workload_identity(self, kind: str) -> Identity:
         return Identity("namespace", {"service": "consul_source_service", "pod": "pod"}.get(kind))
@@ -61,7 +72,7 @@ class Consul(Mesh):
         if not len(frame):
             return frame
         # the series index, not samples: which Kubernetes namespace each service's proxies run in
-        owners = self.prom.get("series", {"match[]": selector("envoy_http_downstream_rq_completed", PUBLIC)})
+        owners = self.prom.get("series", {"match[]": selector(None, {"__name__": OneOf(OWN_SERIES)})})
         lookup = {s["consul_source_service"]: s["namespace"] for s in owners
                   if "consul_source_service" in s and "namespace" in s}
         frame["dst_namespace"] = frame["dst_name"].astype(str).map(lookup)

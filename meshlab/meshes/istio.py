@@ -11,6 +11,12 @@
   left out.
 - Istio labels carry the workload's name, not its Kubernetes kind: ``deployment``,
   ``statefulset``, ``daemonset`` and ``job`` all read ``destination_workload``.
+- TCP comes from ``istio_tcp_*``, which Istio emits for TCP-protocol traffic only, from
+  both reporters. Istio has no open-connection gauge: open connections are
+  ``opened - closed`` per series (both counters restart with the proxy, and so do its
+  connections). ``istio_tcp_received_bytes_total`` is what the client sent.
+- Proxy cost is the ``istio-proxy`` container in cAdvisor; pods are named to workloads
+  by the ``*_workload`` label each proxy reports about itself.
 - Latency is ``istio_request_duration_milliseconds``. Where the dashboards use ``irate``,
   meshlab uses ``rate``.
 """
@@ -21,7 +27,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual, NotRegex, Regex
-from .base import Identity, Mesh, Signal, register
+from .base import Identity, Mesh, Owners, Signal, TcpSignal, register
 
 __all__ = ["Istio"]
 
@@ -31,6 +37,17 @@ def requests(reporter: str) -> Signal:
     """``istio_requests_total`` and its duration histogram as one reporter saw them."""
     return Signal("istio_requests_total", {"reporter": reporter}, success={"response_code": NotRegex("5..")},
                   failure={"response_code": Regex("5..")}, latency="istio_request_duration_milliseconds_bucket")
+
+
+def tcp(reporter: str) -> TcpSignal:
+    """``istio_tcp_*`` as one reporter saw them; the byte counters are named for the request's direction."""
+    return TcpSignal({"reporter": reporter}, opened="istio_tcp_connections_opened_total",
+                     sent="istio_tcp_received_bytes_total", received="istio_tcp_sent_bytes_total",
+                     closed="istio_tcp_connections_closed_total")
+
+
+#: each reporting proxy's own workload: the destination's when it reports as destination, and so on
+REPORTED = "istio_requests_total|istio_tcp_connections_opened_total"
 WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset", "job")
 MESHED_PEERS = {"source_workload": NotEqual("unknown"), "destination_workload": NotEqual("unknown")}
 
@@ -45,6 +62,10 @@ class Istio(Mesh):
     marker = "istio_requests_total"
     workload_signal = requests("destination")
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": requests("source"), "server": requests("destination")}
+    tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {"client": tcp("source"), "server": tcp("destination")}
+    proxy_containers = ("istio-proxy",)
+    owners = (Owners(REPORTED, {"reporter": "destination"}, ("destination_workload",)),
+              Owners(REPORTED, {"reporter": "source"}, ("source_workload",)))
 
     def workload_identity(self, kind: str) -> Identity:
         if kind == "pod":

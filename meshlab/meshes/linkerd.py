@@ -5,6 +5,12 @@
   fails HTTP 5xx and gRPC statuses 2, 4, 13, 14 and 15).
 - Edges are the callers' outbound view (``direction="outbound"``, side ``client``), named
   by the ``dst_*`` labels; egress without ``dst_*`` labels is left out.
+- TCP is the callers' outbound view too (``peer="dst"``), for every connection, HTTP
+  ones included, with the proxy's own open-connection gauge. Edges and TCP join
+  workloads of one kind, as ``linkerd viz edges`` does.
+- Proxy cost is the ``linkerd-proxy`` container in cAdvisor, or with ``source="proxy"``
+  the proxy's own ``process_*`` metrics (``job="linkerd-proxy"``), as Linkerd's Grafana
+  dashboards read it.
 - Where ``linkerd viz stat`` uses ``irate`` for latency and ``increase`` over a fixed 1m
   window for counts, meshlab uses ``rate``/``increase`` over any window you choose.
 """
@@ -15,7 +21,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual
-from .base import Identity, Mesh, Signal, register
+from .base import Identity, Mesh, Owners, Signal, TcpSignal, register
 
 __all__ = ["Linkerd"]
 
@@ -41,6 +47,12 @@ class Linkerd(Mesh):
     marker = "response_total"
     workload_signal = responses("inbound")
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": responses("outbound")}
+    tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {"client": TcpSignal(
+        {"direction": "outbound", "peer": "dst"}, opened="tcp_open_total", sent="tcp_write_bytes_total",
+        received="tcp_read_bytes_total", open="tcp_open_connections")}
+    proxy_containers = ("linkerd-proxy",)
+    proxy_process = ({"job": "linkerd-proxy"}, "process_cpu_seconds_total", "process_resident_memory_bytes")
+    owners = (Owners("process_cpu_seconds_total", {"job": "linkerd-proxy"}, tuple(KIND_LABELS.values())[:-1]),)
 
     def workload_identity(self, kind: str) -> Identity:
         return Identity("namespace", KIND_LABELS.get(kind))
@@ -48,5 +60,5 @@ class Linkerd(Mesh):
     def edge_identity(self, kind: str, side: str) -> Identity:
         if kind == "namespace":
             return Identity("namespace", None, "dst_namespace", None, {"dst_namespace": NotEqual("")})
-        dst = f"dst_{KIND_LABELS[kind]}"
-        return Identity("namespace", KIND_LABELS[kind], "dst_namespace", dst, {dst: NotEqual("")})
+        src, dst = KIND_LABELS[kind], f"dst_{KIND_LABELS[kind]}"
+        return Identity("namespace", src, "dst_namespace", dst, {src: NotEqual(""), dst: NotEqual("")})

@@ -315,8 +315,9 @@ def simulate(scenario: Scenario, *, hours: float | None = None) -> Traffic:
                 remaining -= drawn
                 left = left - probs[:, s]
             counts[..., 0] = remaining
-            conns = np.where(traffic.exists(source)[:, :, None] & traffic.exists(target)[:, None, :],
-                             edge.tcp.connections, 0).astype(np.int64)
+            # pooled connections open with the first interval a pair can serve (a pod's counters read zero
+            # at its first scrape)
+            conns = np.where(pair_ok, edge.tcp.connections, 0).astype(np.int64)
             opened = np.diff(conns, axis=0, prepend=0).clip(min=0)
             requests = counts.sum(axis=3)
             et = EdgeTraffic(edge, source, target, statuses, counts, opened, conns,

@@ -130,10 +130,17 @@ def status_truth(traffic: Traffic) -> pd.DataFrame:
 
 
 def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
-    """Per edge and interval: connections and bytes, from the client's point of view."""
+    """Per edge and interval: connections and bytes, from the client's point of view.
+
+    Linkerd's proxies count every connection, HTTP ones included; Istio and Consul
+    count TCP-protocol traffic only (HTTP has its own stats there), so for them only TCP
+    edges appear. ``mesh="none"`` gives every connection.
+    """
     times = traffic.timestamps()[1:]
     parts = []
     for et in traffic.edges:
+        if mesh in ("istio", "consul") and not et.is_tcp:
+            continue
         sides = ["client"] if et.source.meshed or mesh == "none" else []
         if not et.target.external and (et.target.meshed or mesh == "none"):
             sides.append("server")
