@@ -28,6 +28,7 @@ _LAZY = {
     "Consul": "meshlab.meshes",
     "mesh": "meshlab.meshes",
     "detect": "meshlab.meshes",
+    "concat_sources": "meshlab.meshes",
     "meshes": "meshlab.meshes",
     "validate": "meshlab.schema",
     "schema": "meshlab.schema",
@@ -42,6 +43,8 @@ _LAZY = {
     "ResponseError": "meshlab.errors",
     "InvalidArgument": "meshlab.errors",
     "BinaryNotFoundError": "meshlab.errors",
+    "SourcesFailed": "meshlab.errors",
+    "SourcesFailedWarning": "meshlab.errors",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -62,10 +65,13 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .errors import QueryError as QueryError
     from .errors import ResponseError as ResponseError
     from .errors import SchemaError as SchemaError
+    from .errors import SourcesFailed as SourcesFailed
+    from .errors import SourcesFailedWarning as SourcesFailedWarning
     from .meshes import Consul as Consul
     from .meshes import Istio as Istio
     from .meshes import Linkerd as Linkerd
     from .meshes import Mesh as Mesh
+    from .meshes import concat_sources as concat_sources
     from .meshes import detect as detect
     from .meshes import mesh as mesh
     from .prometheus import promql as promql

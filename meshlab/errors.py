@@ -16,6 +16,8 @@ __all__ = [
     "QueryError",
     "ResponseError",
     "SchemaError",
+    "SourcesFailed",
+    "SourcesFailedWarning",
 ]
 
 
@@ -75,3 +77,28 @@ class BinaryNotFoundError(MeshlabError, FileNotFoundError):
 
 class PrometheusWarning(UserWarning):
     """A warning or info annotation returned by the server with a query result."""
+
+
+class SourcesFailed(MeshlabError):
+    """Some (or all) of several sources failed; ``frame`` holds what the others returned.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame or None
+        The rows of the sources that succeeded (None when none did).
+    errors : dict of str to str
+        Each failed source's name and what went wrong.
+    """
+
+    def __init__(self, errors: dict[str, str], frame: object = None):
+        self.errors = dict(errors)
+        self.frame = frame
+        listed = "; ".join(f"{name}: {message}" for name, message in self.errors.items())
+        super().__init__(f"{len(self.errors)} source(s) failed: {listed}")
+
+    def __reduce__(self) -> tuple[type, tuple[dict[str, str], object]]:
+        return (type(self), (self.errors, self.frame))
+
+
+class SourcesFailedWarning(UserWarning):
+    """Some sources failed and the frame holds only the others' rows (see ``frame.attrs``)."""

@@ -85,6 +85,9 @@ class FrameSpec:
         Whether further ``latency_pNN_ms`` float64 columns (extra quantiles) may follow.
     doc : str
         One sentence on what a row is.
+    optional : tuple of Column
+        Columns a frame may have, placed right after ``timestamp`` when present
+        (``cluster``, from :func:`meshlab.concat_sources`).
     """
 
     kind: str
@@ -92,6 +95,7 @@ class FrameSpec:
     label_columns: bool
     doc: str
     quantile_columns: bool = False
+    optional: tuple[Column, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -113,6 +117,8 @@ _GOLDEN = (
     Column("latency_p90_ms", "metric", "90th percentile response latency in milliseconds."),
     Column("latency_p99_ms", "metric", "99th percentile response latency in milliseconds."),
 )
+_CLUSTER = (Column("cluster", "label", "The source the row came from (one Prometheus per cluster), "
+                                     "when several were read together."),)
 _EDGE_IDS = (
     Column("src_namespace", "label", "The calling workload's namespace."),
     Column("src_name", "label", "The calling workload."),
@@ -143,6 +149,7 @@ FRAMES: Mapping[str, FrameSpec] = {
             label_columns=False,
             doc="One row per workload and window: the golden signals of its inbound traffic.",
             quantile_columns=True,
+            optional=_CLUSTER,
         ),
         FrameSpec(
             "edges",
@@ -150,6 +157,7 @@ FRAMES: Mapping[str, FrameSpec] = {
             label_columns=False,
             doc="One row per (source, destination, observing side) and window.",
             quantile_columns=True,
+            optional=_CLUSTER,
         ),
         FrameSpec(
             "tcp",
@@ -160,6 +168,7 @@ FRAMES: Mapping[str, FrameSpec] = {
              Column("received_bytes_per_second", "metric", "Bytes the client received per second.")),
             label_columns=False,
             doc="One row per TCP connection edge and window.",
+            optional=_CLUSTER,
         ),
         FrameSpec(
             "proxies",
@@ -170,6 +179,7 @@ FRAMES: Mapping[str, FrameSpec] = {
              Column("memory_bytes", "metric", "The proxy's working-set memory at the timestamp.")),
             label_columns=False,
             doc="One row per proxy and window: what the proxy cost.",
+            optional=_CLUSTER,
         ),
         FrameSpec(
             "status_counts",
@@ -212,6 +222,9 @@ def quantile_column(q: float) -> str:
 
 def _extra_role(spec: FrameSpec, name: str) -> Role | None:
     """The role a column beyond the fixed ones plays in this kind, or None if it has no place."""
+    for column in spec.optional:
+        if column.name == name:
+            return column.role
     if spec.quantile_columns and _QUANTILE_COLUMN.match(str(name)):
         return "metric"
     return "label" if spec.label_columns else None
@@ -311,8 +324,9 @@ def conform(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     missing = [name for name in spec.names if name not in frame.columns]
     if missing:
         raise SchemaError(f"not a valid {kind} frame: missing columns {missing}; a {kind} frame has {spec.names}")
-    extra = [name for name in frame.columns if name not in spec.names]
-    out = frame[[*spec.names, *extra]].copy()
+    optional = [c.name for c in spec.optional if c.name in frame.columns]
+    extra = [name for name in frame.columns if name not in spec.names and name not in optional]
+    out = frame[[*spec.names[:1], *optional, *spec.names[1:], *extra]].copy()
     roles = {c.name: c.role for c in spec.columns}
     for name in out.columns:
         role = roles.get(name) or _extra_role(spec, name)

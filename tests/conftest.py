@@ -74,16 +74,20 @@ SIM_MESHES = ("linkerd", "istio", "consul")
 
 
 @pytest.fixture(scope="session")
-def sim_run(tmp_path_factory: pytest.TempPathFactory):
-    """One hour of tests/scenarios/incidents.yaml for three meshes, backfilled into a real Prometheus.
-
-    Yields ``(traffic, client, samples_written)``.
-    """
-    require_binary("prometheus")
-    require_binary("promtool")
+def sim_files(tmp_path_factory: pytest.TempPathFactory):
+    """One hour of tests/scenarios/incidents.yaml for three meshes: ``(traffic, files, samples_written)``."""
     from meshlab.sim import load_scenario, simulate, write_backfill
 
     traffic = simulate(load_scenario(Path(__file__).parent / "scenarios" / "incidents.yaml"))
     files, samples = write_backfill(traffic, SIM_MESHES, tmp_path_factory.mktemp("sim"))
+    return traffic, files, samples
+
+
+@pytest.fixture(scope="session")
+def sim_run(sim_files):
+    """``sim_files`` backfilled into a real Prometheus: yields ``(traffic, client, samples_written)``."""
+    require_binary("prometheus")
+    require_binary("promtool")
+    traffic, files, samples = sim_files
     with LocalPrometheus(openmetrics=files) as server:
         yield traffic, server.client, samples

@@ -21,10 +21,13 @@ import meshlab as ml
 from meshlab import schema
 from meshlab.errors import InvalidArgument
 from meshlab.meshes import base
+from meshlab.prometheus.local import LocalVictoriaMetrics, free_port
 from meshlab.prometheus.promql import by
 from meshlab.sim import truth
 from meshlab.sim.dist import weighted_quantile
 from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
+
+from .conftest import require_binary
 
 KINDS = {"linkerd": "deployment", "istio": "deployment", "consul": "service"}
 BUCKETS = {"linkerd": LINKERD_BUCKETS_MS, "istio": ENVOY_BUCKETS_MS, "consul": ENVOY_BUCKETS_MS}
@@ -439,3 +442,58 @@ def test_promql_names_every_signal(run):
         consul.promql("opened_connections", "service", side="server")
     with pytest.raises(InvalidArgument, match="unknown signal 'bytes'; must be one of: success_count"):
         consul.promql("bytes", "service")
+
+
+# -- many sources ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def second_cluster(sim_files):
+    """The same metrics in VictoriaMetrics, standing in for a second cluster's scale-out store."""
+    require_binary("victoria-metrics", "victoria-metrics-prod")
+    _, files, _ = sim_files
+    with LocalVictoriaMetrics(openmetrics=files) as server:
+        yield server.client
+
+
+def test_concat_sources_reads_every_cluster_and_reports_the_failed_one(run, second_cluster, monkeypatch):
+    _, prom, start, end = run
+    down = ml.Prometheus(f"http://user:s3cret@127.0.0.1:{free_port()}", retries=0, timeout=2)
+    sources = {"prod-eu": prom, "prod-us": second_cluster, "prod-ap": down}
+    calls = count_requests(prom, monkeypatch)
+    with pytest.warns(ml.SourcesFailedWarning, match=r"1 of 3 sources failed.*prod-ap: PrometheusUnavailable"):
+        frame = ml.concat_sources(sources, "traffic", mesh="istio", kind="deployment", start=start, end=end)
+    assert len(calls) == 2 + 3  # still one query per signal for all workloads, per source
+    schema.validate(frame, "traffic")
+    assert list(frame.columns[:3]) == ["timestamp", "cluster", "mesh"]
+    assert list(frame["cluster"].cat.categories) == list(sources)
+    assert set(frame.attrs["failed_sources"]) == {"prod-ap"}
+    assert "s3cret" not in frame.attrs["failed_sources"]["prod-ap"]
+    # each cluster's rows are exactly what its own source returns alone
+    for name in ("prod-eu", "prod-us"):
+        alone = ml.Istio(sources[name]).traffic("deployment", start=start, end=end)
+        mine = frame[frame["cluster"] == name].drop(columns="cluster").reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine.astype({c: str for c in ("mesh", "kind", "namespace", "name")}),
+                                      alone.astype({c: str for c in ("mesh", "kind", "namespace", "name")}))
+        assert len(alone) > 50
+    with pytest.raises(ml.SourcesFailed, match=r"1 source\(s\) failed: prod-ap") as raised:
+        ml.concat_sources(sources, "proxies", mesh={"prod-eu": "linkerd", "prod-us": "consul", "prod-ap": "istio"},
+                          at=end, errors="raise")
+    partial = raised.value.frame
+    assert set(partial["cluster"]) == {"prod-eu", "prod-us"} and set(partial["mesh"]) == {"linkerd", "consul"}
+    with pytest.raises(ml.SourcesFailed, match=r"1 source\(s\) failed: prod-ap"):
+        ml.concat_sources({"prod-ap": down}, "traffic", mesh="istio", at=end)
+
+
+def test_concat_sources_takes_a_callable_and_checks_its_arguments(run):
+    _, prom, _, end = run
+    frame = ml.concat_sources({"a": prom, "b": prom}, lambda p: ml.Consul(p).tcp("service", at=end))
+    schema.validate(frame, "tcp")
+    assert frame.groupby("cluster", observed=True).size().tolist() == [1, 1]
+    with pytest.raises(InvalidArgument, match="unknown frame 'trafic'; must be one of: traffic, edges, tcp, proxies"):
+        ml.concat_sources({"a": prom}, "trafic", mesh="istio")
+    with pytest.raises(InvalidArgument, match=r"unknown mesh 'istoi'; available: "):
+        ml.concat_sources({"a": prom}, mesh="istoi")
+    with pytest.raises(InvalidArgument, match=r"no mesh given for sources \['b'\]"):
+        ml.concat_sources({"a": prom, "b": prom}, mesh={"a": "istio"})
+    with pytest.raises(InvalidArgument, match=r"source 'a' must be a meshlab\.Prometheus, got str"):
+        ml.concat_sources({"a": "http://prom:9090"}, mesh="istio")

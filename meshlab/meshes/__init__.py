@@ -11,6 +11,7 @@ from .base import KINDS, Mesh, Signal, available, detect, get_mesh, mesh, regist
 from .consul import Consul
 from .istio import Istio
 from .linkerd import Linkerd
+from .sources import concat_sources
 
-__all__ = ["KINDS", "Consul", "Istio", "Linkerd", "Mesh", "Signal", "available", "detect", "get_mesh", "mesh",
-           "register"]
+__all__ = ["KINDS", "Consul", "Istio", "Linkerd", "Mesh", "Signal", "available", "concat_sources", "detect",
+           "get_mesh", "mesh", "register"]
