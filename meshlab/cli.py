@@ -20,37 +20,32 @@ def _demo(args: argparse.Namespace) -> int:
     from .report import write_csv
 
     data = datasets.load("mesh-shootout")
-    q = data.queries
-
-    def text(frame: pd.DataFrame, column: str) -> pd.Series:
-        return frame[column].astype("string") if column in frame else pd.Series(pd.NA, index=frame.index)
-
-    # Each mesh's own view of its workloads' inbound traffic, from its own PromQL.
-    linkerd, istio, consul = q["linkerd_responses"], q["istio_requests"], q["consul_requests"]
-    views = {
-        "linkerd": (linkerd, text(linkerd, "deployment").fillna(text(linkerd, "statefulset")),
-                    text(linkerd, "classification") == "failure"),
-        "istio": (istio, text(istio, "destination_workload"), text(istio, "response_code").str.startswith("5")),
-        "consul": (consul, text(consul, "consul_source_service"), text(consul, "envoy_response_code_class") == "5"),
-    }
-    rows = []
-    for mesh, (frame, workload, failed) in views.items():
-        steps = frame["timestamp"].nunique()
-        per = pd.DataFrame({"workload": workload, "rps": frame["value"],
-                            "failures": frame["value"].where(failed.fillna(False), 0.0)}).groupby("workload").sum()
-        for name, row in per.iterrows():
-            rows.append({"mesh": mesh, "workload": name, "rps": row["rps"] / steps,
-                         "success_rate": 1 - row["failures"] / row["rps"] if row["rps"] else float("nan")})
-    summary = pd.DataFrame(rows)
-    cpu = q["proxy_cpu"].groupby("container", observed=True)["value"].mean()
-    memory = q["proxy_memory"].groupby("container", observed=True)["value"].mean() / 2**20
+    # Each mesh's adapter view of its workloads' inbound traffic, read from the same Prometheus.
+    traffic = data.frames["traffic"]
+    per = traffic.groupby(["mesh", "name"], observed=True)
+    summary = pd.DataFrame({
+        "rps": per["rps"].mean(),
+        "success_rate": per["success_count"].sum() / per["requests"].sum(),
+        "latency_p99_ms": per["latency_p99_ms"].median(),
+    }).reset_index().rename(columns={"name": "workload"})
+    proxies = data.frames["proxies"]
+    cost = proxies.groupby("mesh", observed=True).agg(cpu_cores=("cpu_cores", "mean"),
+                                                      memory_mib=("memory_bytes", "mean"))
+    cost["memory_mib"] /= 2**20
+    # proxy CPU per 1k requests per second, mesh-wide, as Istio's performance page reports it
+    total_cpu = proxies.groupby(["mesh", "timestamp"], observed=True)["cpu_cores"].sum()
+    total_rps = traffic.groupby(["mesh", "timestamp"], observed=True)["rps"].sum()
+    cost["cpu_per_1k_rps"] = (total_cpu / (total_rps / 1000)).groupby(level="mesh", observed=True).median()
     out = write_csv(summary, args.out)
     print(f"mesh-shootout ({data.manifest['hours']:g} h of the synthetic 'shop' app under three meshes)\n")
+    print("requests per second, by workload:")
     print(summary.pivot(index="workload", columns="mesh", values="rps").round(1).to_string())
     print("\nsuccess rate by mesh (each mesh classifies failures its own way):")
     print(summary.pivot(index="workload", columns="mesh", values="success_rate").round(4).to_string())
-    print("\nmean proxy cost per pod:")
-    print(pd.DataFrame({"cpu_cores": cpu.round(4), "memory_mib": memory.round(1)}).to_string())
+    print("\np99 latency (ms, median over the run) as each workload's own proxy sees it:")
+    print(summary.pivot(index="workload", columns="mesh", values="latency_p99_ms").round(1).to_string())
+    print("\nproxy cost (mean per pod; CPU cores per 1k rps mesh-wide):")
+    print(cost.round({"cpu_cores": 4, "memory_mib": 1, "cpu_per_1k_rps": 3}).to_string())
     print(f"\nWrote {out}")
     return 0
 

@@ -29,6 +29,9 @@ from meshlab.sim.sandbox import Sandbox
 STEP = "30s"
 WINDOW = "1m"
 PROXIES = 'container=~"linkerd-proxy|istio-proxy|consul-dataplane"'
+#: mesh -> the kinds its adapter names workloads by in the stored frames (the shop's ledger is a StatefulSet;
+#: Istio's workload labels cover every kind, Consul names services)
+MESHES = {"linkerd": ("deployment", "statefulset"), "istio": ("deployment",), "consul": ("service",)}
 
 # name -> (mesh, PromQL, what it is)
 QUERIES = {
@@ -88,6 +91,7 @@ def _build_into(tmp: Path, out: Path, name: str, box: Sandbox, hours: float, beg
         "step": STEP,
         "window": WINDOW,
         "queries": {},
+        "frames": {},
         "truth": {},
     }
     with box:
@@ -99,6 +103,20 @@ def _build_into(tmp: Path, out: Path, name: str, box: Sandbox, hours: float, beg
             frame.to_parquet(tmp / file, index=False)
             manifest["queries"][query_name] = {"mesh": mesh, "promql": promql, "step": STEP, "file": file,
                                                "doc": doc, "rows": len(frame)}
+        span = {"start": start + pd.Timedelta(WINDOW), "end": end, "step": STEP, "window": WINDOW}
+        adapters = {mesh: meshlab.mesh(mesh, prom) for mesh in MESHES}
+        made = {
+            "traffic": [a.traffic(kind, **span) for m, a in adapters.items() for kind in MESHES[m]],
+            "edges": [a.edges(kind, **span) for m, a in adapters.items() for kind in MESHES[m]],
+            "tcp": [a.tcp(kind, **span) for m, a in adapters.items() for kind in MESHES[m]],
+            "proxies": [a.proxies(**span) for a in adapters.values()],
+        }
+        for kind, parts in made.items():
+            frame = meshlab.schema.concat(parts, kind)
+            file = f"{kind}.parquet"
+            frame.to_parquet(tmp / file, index=False)
+            manifest["frames"][kind] = {"file": file, "rows": len(frame),
+                                        "kinds": {m: MESHES[m] for m in MESHES} if kind != "proxies" else None}
     frames = {kind: box.truth(kind) for kind in ("traffic", "edges", "tcp", "proxies", "status_counts")}
     for kind, frame in frames.items():
         file = f"truth-{kind}.parquet"
@@ -142,11 +160,16 @@ def card(manifest: dict, box: Sandbox, frames: dict[str, pd.DataFrame]) -> str:
     ]
     for meta in manifest["queries"].values():
         lines.append(f"| `{meta['file']}` | {meta['doc']} PromQL: `{meta['promql']}` | {meta['rows']} |")
+    kinds = "; ".join(f"{mesh} by {' and '.join(kinds)}" for mesh, kinds in MESHES.items())
+    for kind, meta in manifest["frames"].items():
+        lines.append(f"| `{meta['file']}` | The mesh adapters' `{kind}` frame ({kinds}), "
+                     f"window {manifest['window']}: {meshlab.schema.FRAMES[kind].doc} | {meta['rows']} |")
     for kind, file in manifest["truth"].items():
         lines.append(f"| `{file}` | Ground truth, `{kind}` frame: {meshlab.schema.FRAMES[kind].doc} | "
                      f"{len(frames[kind])} |")
     lines += ["", "Query frames are `timestamp`, `value`, then one categorical column per label of the result. "
-              f"They were evaluated at a {manifest['step']} step.", "", "## Column dictionary (ground truth)", ""]
+              f"They and the adapter frames were evaluated at a {manifest['step']} step.", "",
+              "## Column dictionary (adapter frames and ground truth)", ""]
     for kind in manifest["truth"]:
         lines += [f"**{kind}**", "", "| column | dtype | meaning |", "|---|---|---|"]
         lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in meshlab.schema.FRAMES[kind].columns]

@@ -58,6 +58,32 @@ def test_query_frames_agree_with_the_truth():
     assert rate.mean() == pytest.approx(catalog.mean(), rel=0.01)
 
 
+def test_adapter_frames_agree_with_the_query_frames_and_the_truth():
+    data = ml.datasets.load("mesh-shootout")
+    assert set(data.frames) == {"traffic", "edges", "tcp", "proxies"}
+    for kind, frame in data.frames.items():
+        schema.validate(frame, kind)
+        assert set(frame["mesh"]) == {"linkerd", "istio", "consul"}, kind
+    traffic = data.frames["traffic"]
+    # the adapter's rps is the linkerd-viz-style query's rate summed over classifications
+    query = data.queries["linkerd_responses"]
+    query = query.assign(name=query["deployment"].astype(str).where(query["deployment"].notna(),
+                                                                   query["statefulset"].astype(str)))
+    theirs = query.groupby(["timestamp", "name"])["value"].sum()
+    linkerd = traffic[traffic["mesh"] == "linkerd"].astype({"name": str}).set_index(["timestamp", "name"])["rps"]
+    assert linkerd.index.sort_values().equals(theirs.index)
+    assert (linkerd.sort_index() - theirs).abs().max() < 1e-9 * theirs.abs().max()
+    # and every mesh's request counts equal the truth over each 1 m window (four 15 s scrapes)
+    truth = data.truth["traffic"].astype({"mesh": str, "name": str})
+    for mesh in ("linkerd", "istio", "consul"):
+        ours = traffic[traffic["mesh"] == mesh].astype({"name": str}).set_index(["name", "timestamp"])["requests"]
+        per = truth[truth["mesh"] == mesh].set_index(["name", "timestamp"])["requests"].sort_index()
+        windowed = per.groupby(level="name").rolling(4).sum().droplevel(0)
+        assert (ours - windowed.loc[ours.index]).abs().max() == 0, mesh
+    proxies = data.frames["proxies"]
+    assert set(proxies["workload"].astype(str)) == set(data.truth["proxies"]["workload"].astype(str))
+
+
 def test_unknown_dataset():
     with pytest.raises(InvalidArgument, match="unknown dataset 'nope'; available: mesh-shootout"):
         ml.datasets.load("nope")

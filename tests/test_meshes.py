@@ -175,6 +175,7 @@ def test_workload_counts_equal_the_truth(run, mesh):
     for column in ("success_count", "failure_count", "requests"):
         mine = by_key(frame, keys, column)
         np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, column).loc[mine.index].to_numpy())
+    assert frame[["namespace", "name"]].notna().all().all()
     # The error burst is in the counts (as gRPC INTERNAL: a failure to Linkerd only).
     assert (frame["failure_count"].sum() > 1000) == (mesh == "linkerd")
     # The idle workload is present with zero counts and a NaN success rate, not an error.

@@ -2,7 +2,8 @@
 
 Each dataset is a directory with a ``manifest.json``, a ``README.md`` dataset card, the
 scenario that produced it, and Parquet files: the query frames (results of real PromQL
-against a real Prometheus backfilled by the simulator) and the ground truth. Installed
+against a real Prometheus backfilled by the simulator), the mesh adapters' frames from
+that same Prometheus, and the ground truth. Installed
 wheels carry them as package data; a source checkout reads the top-level ``datasets/``.
 """
 
@@ -45,6 +46,9 @@ class Dataset:
     name : str
     queries : dict of str to pandas.DataFrame
         Query frames by name; ``manifest["queries"][name]`` has the PromQL, step and mesh.
+    frames : dict of str to pandas.DataFrame
+        What the mesh adapters returned from the same Prometheus, every mesh in one frame
+        per kind: ``traffic``, ``edges``, ``tcp``, ``proxies``.
     truth : dict of str to pandas.DataFrame
         Ground truth by kind: ``traffic``, ``edges``, ``tcp``, ``proxies``, ``status_counts``.
     manifest : dict
@@ -55,6 +59,7 @@ class Dataset:
 
     name: str
     queries: dict[str, pd.DataFrame]
+    frames: dict[str, pd.DataFrame]
     truth: dict[str, pd.DataFrame]
     manifest: dict[str, Any]
     card: str
@@ -68,7 +73,8 @@ class Dataset:
         return load_scenario(self.path / "scenario.yaml")
 
     def __repr__(self) -> str:
-        return (f"<Dataset {self.name!r}: {len(self.queries)} query frames, truth: {', '.join(self.truth)}; "
+        return (f"<Dataset {self.name!r}: {len(self.queries)} query frames, adapter frames: "
+                f"{', '.join(self.frames)}, truth: {', '.join(self.truth)}; "
                 f"{self.manifest.get('description', '')}>")
 
 
@@ -91,5 +97,6 @@ def load(name: str) -> Dataset:
         raise InvalidArgument(f"unknown dataset {name!r}; available: {available}")
     manifest = json.loads(manifest_path.read_text())
     queries = {q: _read(path / meta["file"], "query") for q, meta in manifest["queries"].items()}
+    frames = {kind: _read(path / meta["file"], kind) for kind, meta in manifest.get("frames", {}).items()}
     truth = {kind: _read(path / file, kind) for kind, file in manifest["truth"].items()}
-    return Dataset(name, queries, truth, manifest, (path / "README.md").read_text(), path)
+    return Dataset(name, queries, frames, truth, manifest, (path / "README.md").read_text(), path)

@@ -55,7 +55,9 @@ class Linkerd(Mesh):
     owners = (Owners("process_cpu_seconds_total", {"job": "linkerd-proxy"}, tuple(KIND_LABELS.values())[:-1]),)
 
     def workload_identity(self, kind: str) -> Identity:
-        return Identity("namespace", KIND_LABELS.get(kind))
+        label = KIND_LABELS.get(kind)
+        # a statefulset's series have no deployment label: never group them as an unnamed deployment
+        return Identity("namespace", label, extra={label: NotEqual("")} if label else {})
 
     def edge_identity(self, kind: str, side: str) -> Identity:
         if kind == "namespace":
