@@ -22,6 +22,7 @@ _LAZY = {
     "Sandbox": "meshlab.sim.sandbox",
     "datasets": "meshlab.datasets",
     "sim": "meshlab.sim",
+    "smi": "meshlab.smi",
     "Mesh": "meshlab.meshes",
     "Linkerd": "meshlab.meshes",
     "Istio": "meshlab.meshes",
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from . import meshes as meshes
     from . import schema as schema
     from . import sim as sim
+    from . import smi as smi
     from . import timeutil as timeutil
     from .errors import BinaryNotFoundError as BinaryNotFoundError
     from .errors import InvalidArgument as InvalidArgument
