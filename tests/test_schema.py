@@ -77,8 +77,16 @@ def test_extra_quantile_columns_belong_to_traffic_frames_and_nothing_else_does()
     frame = schema.conform(traffic_frame(latency_p999_ms=[3]), "traffic")
     assert frame["latency_p999_ms"].dtype == "float64" and isinstance(frame["mesh"].dtype, pd.CategoricalDtype)
     assert frame["timestamp"].dtype == schema.TIMESTAMP_DTYPE
-    with pytest.raises(SchemaError, match=r"unexpected columns \['cluster'\]"):
-        schema.conform(traffic_frame(cluster=["a"]), "traffic")
+    with pytest.raises(SchemaError, match=r"unexpected columns \['pod'\]"):
+        schema.conform(traffic_frame(pod=["a"]), "traffic")
+    # the optional cluster column (from concat_sources) goes right after the timestamp
+    clustered = schema.conform(traffic_frame(cluster=["eu"]), "traffic")
+    assert list(clustered.columns[:3]) == ["timestamp", "cluster", "mesh"]
+    assert isinstance(clustered["cluster"].dtype, pd.CategoricalDtype)
+    with pytest.raises(SchemaError, match=r"column 'cluster' has dtype object, expected category"):
+        schema.validate(clustered.astype({"cluster": object}), "traffic")
+    with pytest.raises(SchemaError, match=r"unexpected columns \['cluster'\]"):  # truth has no clusters
+        schema.validate(schema.empty("status_counts").assign(cluster=pd.Categorical([])), "status_counts")
     with pytest.raises(SchemaError, match=r"missing columns \['rps'\]"):
         schema.conform(traffic_frame().drop(columns="rps"), "traffic")
 
