@@ -26,6 +26,8 @@ _LAZY = {
     "Linkerd": "meshlab.meshes",
     "Istio": "meshlab.meshes",
     "Consul": "meshlab.meshes",
+    "Kuma": "meshlab.meshes",
+    "Hubble": "meshlab.meshes",
     "mesh": "meshlab.meshes",
     "detect": "meshlab.meshes",
     "meshes": "meshlab.meshes",
@@ -63,7 +65,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .errors import ResponseError as ResponseError
     from .errors import SchemaError as SchemaError
     from .meshes import Consul as Consul
+    from .meshes import Hubble as Hubble
     from .meshes import Istio as Istio
+    from .meshes import Kuma as Kuma
     from .meshes import Linkerd as Linkerd
     from .meshes import Mesh as Mesh
     from .meshes import detect as detect

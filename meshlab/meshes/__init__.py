@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from .base import KINDS, Mesh, Signal, available, detect, get_mesh, mesh, register
 from .consul import Consul
+from .hubble import Hubble
 from .istio import Istio
+from .kuma import Kuma
 from .linkerd import Linkerd
 
-__all__ = ["KINDS", "Consul", "Istio", "Linkerd", "Mesh", "Signal", "available", "detect", "get_mesh", "mesh",
-           "register"]
+__all__ = ["KINDS", "Consul", "Hubble", "Istio", "Kuma", "Linkerd", "Mesh", "Signal", "available", "detect",
+           "get_mesh", "mesh", "register"]
