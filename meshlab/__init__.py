@@ -27,6 +27,8 @@ _LAZY = {
     "Linkerd": "meshlab.meshes",
     "Istio": "meshlab.meshes",
     "Consul": "meshlab.meshes",
+    "Kuma": "meshlab.meshes",
+    "Hubble": "meshlab.meshes",
     "mesh": "meshlab.meshes",
     "detect": "meshlab.meshes",
     "concat_sources": "meshlab.meshes",
@@ -70,7 +72,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .errors import SourcesFailed as SourcesFailed
     from .errors import SourcesFailedWarning as SourcesFailedWarning
     from .meshes import Consul as Consul
+    from .meshes import Hubble as Hubble
     from .meshes import Istio as Istio
+    from .meshes import Kuma as Kuma
     from .meshes import Linkerd as Linkerd
     from .meshes import Mesh as Mesh
     from .meshes import concat_sources as concat_sources

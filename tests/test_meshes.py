@@ -27,6 +27,7 @@ from meshlab.sim import truth
 from meshlab.sim.dist import weighted_quantile
 from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
 
+from .adapter_support import TCP_KEYS, by_key, count_requests, windowed_proxy_truth, windowed_tcp_truth, windowed_truth
 from .conftest import require_binary
 
 KINDS = {"linkerd": "deployment", "istio": "deployment", "consul": "service"}
@@ -40,18 +41,13 @@ def run(sim_run):
     return traffic, prom, times[4], times[-1]
 
 
-def by_key(frame: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
-    out = frame.astype({k: str for k in keys if k != "timestamp"}).set_index(keys)[value]
-    return out.sort_index()
-
-
 # -- the registry ----------------------------------------------------------------------------
 
 def test_registry_and_errors(run):
     _, prom, _, _ = run
     assert {"linkerd", "istio", "consul"} <= set(ml.meshes.available())
     assert isinstance(ml.mesh("istio", prom), ml.Istio)
-    with pytest.raises(InvalidArgument, match=r"unknown mesh 'kumaa'; available: consul, istio, linkerd"):
+    with pytest.raises(InvalidArgument, match=r"unknown mesh 'kumaa'; available: consul, hubble, istio, kuma, linkerd"):
         ml.mesh("kumaa", prom)
     with pytest.raises(InvalidArgument, match="consul cannot name workloads by kind 'deployment'; supported kinds: "
                                               "namespace, service, pod"):
@@ -156,15 +152,6 @@ def test_consul_equals_the_consul_ui_promql(run):
 
 # -- the ground truth ---------------------------------------------------------------------------
 
-def windowed_truth(frame: pd.DataFrame, keys: list[str], times, intervals: int = 4) -> pd.DataFrame:
-    out = []
-    for t in times:
-        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
-        summed = part.groupby(keys, observed=True)[["success_count", "failure_count", "requests"]].sum()
-        out.append(summed.reset_index().assign(timestamp=t))
-    return pd.concat(out, ignore_index=True)
-
-
 @pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
 def test_workload_counts_equal_the_truth(run, mesh):
     traffic, prom, start, end = run
@@ -233,13 +220,6 @@ def test_latency_within_bucket_resolution_of_the_truth(run, mesh):
 
 # -- the contract ---------------------------------------------------------------------------------
 
-def count_requests(prom, monkeypatch) -> list:
-    calls: list = []
-    original = prom.session.request
-    monkeypatch.setattr(prom.session, "request", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
-    return calls
-
-
 def test_queries_do_not_grow_with_the_number_of_workloads(run, monkeypatch):
     _, prom, start, end = run
     calls = count_requests(prom, monkeypatch)
@@ -290,24 +270,6 @@ def test_detect_finds_exactly_the_meshes_present(run, prometheus_server):
 
 # -- TCP and proxy cost ----------------------------------------------------------------------------
 
-TCP_KEYS = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
-
-
-def windowed_tcp_truth(frame: pd.DataFrame, times, intervals: int = 4) -> pd.DataFrame:
-    """Opened connections summed, byte rates averaged over the window; open connections at its end."""
-    out = []
-    for t in times:
-        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
-        keys = TCP_KEYS[1:]
-        summed = part.groupby(keys, observed=True).agg(
-            opened_connections=("opened_connections", "sum"),
-            sent_bytes_per_second=("sent_bytes_per_second", "mean"),
-            received_bytes_per_second=("received_bytes_per_second", "mean"))
-        at_end = part[part["timestamp"] == t].groupby(keys, observed=True)["open_connections"].sum()
-        out.append(summed.join(at_end).reset_index().assign(timestamp=t))
-    return pd.concat(out, ignore_index=True)
-
-
 @pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
 def test_tcp_equals_the_truth(run, mesh):
     traffic, prom, start, end = run
@@ -355,19 +317,6 @@ def test_tcp_equals_the_meshes_own_promql(run):
     theirs = by_key(theirs, keys, "value")
     np.testing.assert_allclose(by_key(mine, keys, "received_bytes_per_second").loc[theirs.index], theirs, rtol=1e-9)
     assert len(theirs) == len(istio) > 50
-
-
-def windowed_proxy_truth(frame: pd.DataFrame, times, intervals: int = 4) -> pd.DataFrame:
-    out = []
-    for t in times:
-        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
-        cpu = part.groupby(["namespace", "workload", "pod"], observed=True)["cpu_cores"].agg(["sum", "size"])
-        memory = part[part["timestamp"] == t].set_index(["namespace", "workload", "pod"])["memory_bytes"]
-        # whole windows only: a pod's first window has no rate yet
-        whole = cpu[cpu["size"] == intervals]
-        out.append((whole["sum"] / intervals).rename("cpu_cores").to_frame().join(memory).reset_index()
-                   .assign(timestamp=t))
-    return pd.concat(out, ignore_index=True)
 
 
 @pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])

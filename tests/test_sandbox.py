@@ -59,5 +59,5 @@ def test_missing_prometheus_says_how_to_install_it(monkeypatch, cache):
 
 
 def test_unknown_mesh():
-    with pytest.raises(ValueError, match="unknown mesh 'kuma'; available: linkerd, istio, consul, none"):
-        ml.Sandbox(INCIDENTS, meshes=("kuma",))
+    with pytest.raises(ValueError, match="unknown mesh 'osm'; available: linkerd, istio, consul, kuma, hubble, none"):
+        ml.Sandbox(INCIDENTS, meshes=("osm",))

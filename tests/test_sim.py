@@ -209,8 +209,9 @@ def test_consul_names_labels_and_buckets(traffic):
 
 def test_no_mesh_renders_no_proxy_metrics(traffic):
     assert mesh_families(traffic, "none") == []
-    with pytest.raises(InvalidArgument, match="unknown mesh 'kuma'; available: linkerd, istio, consul, none"):
-        mesh_families(traffic, "kuma")
+    with pytest.raises(InvalidArgument,
+                       match="unknown mesh 'osm'; available: linkerd, istio, consul, kuma, hubble, none"):
+        mesh_families(traffic, "osm")
 
 
 # -- the live exporter's text ----------------------------------------------------------------

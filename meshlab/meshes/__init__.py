@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from .base import KINDS, Mesh, Signal, available, detect, get_mesh, mesh, register
 from .consul import Consul
+from .hubble import Hubble
 from .istio import Istio
+from .kuma import Kuma
 from .linkerd import Linkerd
 from .sources import concat_sources
 
-__all__ = ["KINDS", "Consul", "Istio", "Linkerd", "Mesh", "Signal", "available", "concat_sources", "detect",
-           "get_mesh", "mesh", "register"]
+__all__ = ["KINDS", "Consul", "Hubble", "Istio", "Kuma", "Linkerd", "Mesh", "Signal", "available", "concat_sources",
+           "detect", "get_mesh", "mesh", "register"]

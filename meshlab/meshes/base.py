@@ -65,7 +65,10 @@ class Signal:
     success, failure : mapping
         Extra matchers for the successful and failed requests.
     latency : str, optional
-        The histogram bucket metric (in milliseconds), read with the same ``matchers``.
+        The histogram bucket metric, read with the same ``matchers``.
+    latency_scale : float
+        Milliseconds per unit of the histogram: the quantile is multiplied by it
+        (1 for ``_ms`` histograms, 1000 for ``_seconds`` ones).
     """
 
     metric: str
@@ -73,6 +76,7 @@ class Signal:
     success: Mapping[str, MatchValue]
     failure: Mapping[str, MatchValue]
     latency: str | None = None
+    latency_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -241,7 +245,8 @@ class Mesh(ABC):
             if spec.latency is None:
                 raise InvalidArgument(f"{self.name} has no latency histogram for this view")
             inner = f"sum {by('le', *group)} (rate({selector(spec.latency, base)}[{window_text}]))"
-            return f"histogram_quantile({quantile:g}, {inner})"
+            scale = "" if spec.latency_scale == 1 else f" * {spec.latency_scale:g}"
+            return f"histogram_quantile({quantile:g}, {inner}){scale}"
         raise InvalidArgument(f"unknown signal {signal!r}; must be one of: success_count, failure_count, latency, "
                               f"{', '.join(TCP_SIGNALS)}, {', '.join(PROXY_SIGNALS)}")
 

@@ -26,8 +26,9 @@ from typing import ClassVar
 
 import pandas as pd
 
+from ..prometheus.client import Prometheus
 from ..prometheus.promql import NotEqual, OneOf, selector
-from .base import Identity, Mesh, Owners, Signal, TcpSignal, register
+from .base import Identity, Mesh, Owners, Signal, TcpSignal, earliest_sample, register
 
 __all__ = ["Consul"]
 
@@ -77,3 +78,8 @@ class Consul(Mesh):
                   if "consul_source_service" in s and "namespace" in s}
         frame["dst_namespace"] = frame["dst_name"].astype(str).map(lookup)
         return frame
+
+    @classmethod
+    def detect(cls, prom: Prometheus) -> pd.Timestamp | None:
+        # Any Envoy (Kuma's, a gateway's) has downstream stats: Consul's carry consul_source_service.
+        return earliest_sample(prom, selector(cls.marker, {"consul_source_service": NotEqual("")}))

@@ -38,13 +38,19 @@ class _Series:
 
 @dataclass
 class Family:
-    """One metric family and all its series."""
+    """One metric family and all its series.
+
+    ``le`` are the histogram's bucket bounds in the family's own unit; ``unit_ms`` is how
+    many milliseconds that unit is (1 for ``_ms`` histograms, 1000 for ``_seconds`` ones),
+    since latency distributions are in milliseconds.
+    """
 
     name: str
     type: str
     help: str
     le: tuple[float, ...] = ()
     series: list[_Series] = field(default_factory=list)
+    unit_ms: float = 1.0
 
     def counter(self, labels: Mapping[str, str], increments: np.ndarray, exists: np.ndarray,
                 resets: np.ndarray | None = None, name: str | None = None) -> None:
@@ -123,7 +129,7 @@ def _render(family: Family, f_index: int, lo: int, hi: int, state: dict[int, np.
         values = _cumulate(increments, resets, start)
         state[f_index] = values[:, -1]
         return Block(family, names, labels, np.where(exists, values, np.nan))
-    bounds = np.asarray(family.le, dtype=np.float64)
+    bounds = np.asarray(family.le, dtype=np.float64) * family.unit_ms  # in ms, as the distributions are
     rng = _rng(seed, mesh, family.name, lo)
     n_buckets = len(bounds)
     increments = np.zeros((len(series), hi - lo, n_buckets))
@@ -140,7 +146,7 @@ def _render(family: Family, f_index: int, lo: int, hi: int, state: dict[int, np.
         drawn = rng.multinomial(counts, probs)
         increments[i] = drawn
         means = window.bucket_means(bounds)
-        sum_increments[i] = (drawn * np.where(np.isfinite(means), means, 0.0)).sum(axis=-1)
+        sum_increments[i] = (drawn * np.where(np.isfinite(means), means, 0.0)).sum(axis=-1) / family.unit_ms
     per_bucket = np.cumsum(increments, axis=-1)  # cumulative over le
     start_b = state.get(f_index, np.zeros((len(series), n_buckets)))
     start_s = state.get(-1 - f_index, np.zeros(len(series)))

@@ -151,7 +151,8 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
     scenario : str, path, Scenario or dict
         A built-in scenario name (``"shop"``), a YAML/TOML file, or a scenario.
     meshes : sequence of str
-        Whose metrics to render: ``linkerd``, ``istio``, ``consul`` (``none`` renders none).
+        Whose metrics to render: ``linkerd``, ``istio``, ``consul``, ``kuma``, ``hubble`` (``none``
+        renders none).
     hours : float, optional
         How much history; the scenario's own duration by default.
     cache : bool

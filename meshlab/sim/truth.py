@@ -7,10 +7,17 @@ requests were drawn from (not of the drawn sample), as that mesh's proxies would
 observe them; Prometheus' ``histogram_quantile`` estimates them within bucket resolution.
 
 Success and failure follow each mesh's own classification (``classify``): Linkerd fails
-HTTP 5xx and gRPC statuses 2, 4, 13, 14 and 15; Istio (as its dashboards do) and Consul
-fail HTTP 5xx only, so gRPC errors, which travel in HTTP 200 responses, count as
-successes there; ``none`` (the application's view) fails HTTP 5xx and the same gRPC
-statuses as Linkerd.
+HTTP 5xx and gRPC statuses 2, 4, 13, 14 and 15; Istio (as its dashboards do), Consul,
+Kuma (``envoy_response_code_class="5"``, as its dashboards' status panels) and Hubble
+(``status=~"5.*"``, as Cilium's dashboards) fail HTTP 5xx only, so gRPC errors, which
+travel in HTTP 200 responses, count as successes there; ``none`` (the application's
+view) fails HTTP 5xx and the same gRPC statuses as Linkerd.
+
+Sides: a meshed caller's proxy sees the client side of an edge and a meshed callee's
+proxy the server side, for every mesh. Under Hubble "meshed" means the workload has L7
+policy, so its node's Envoy proxies (and Hubble reports) its traffic; Hubble names even
+unmeshed callers on the server side, sidecar meshes do not. Whether an adapter can tell
+callers apart on a side is the adapter's business, not the truth's.
 """
 
 from __future__ import annotations
@@ -22,14 +29,18 @@ import pandas as pd
 
 from .. import schema
 from .costs import MESH_COSTS
-from .meshes import LINKERD_GRPC_FAILURES, proxy_usage
+from .meshes import LINKERD_GRPC_FAILURES, node_proxies, node_proxy_usage, proxy_usage
 from .scenario import GRPC_CODES
 from .traffic import EdgeTraffic, Traffic
 
 __all__ = ["classify", "edges_truth", "proxies_truth", "status_truth", "tcp_truth", "traffic_truth"]
 
 def classify(mesh: str, et: EdgeTraffic, status: str) -> bool:
-    """Whether ``mesh`` counts a request that ended with ``status`` on this edge as a failure."""
+    """Whether ``mesh`` counts a request that ended with ``status`` on this edge as a failure.
+
+    Only Linkerd and the application itself see gRPC statuses; every other mesh (Istio,
+    Consul, Kuma, Hubble) fails HTTP 5xx only.
+    """
     if et.is_grpc:
         return mesh in ("linkerd", "none") and str(GRPC_CODES[status]) in LINKERD_GRPC_FAILURES
     return status.startswith("5")
@@ -132,14 +143,15 @@ def status_truth(traffic: Traffic) -> pd.DataFrame:
 def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
     """Per edge and interval: connections and bytes, from the client's point of view.
 
-    Linkerd's proxies count every connection, HTTP ones included; Istio and Consul
+    Linkerd's proxies count every connection, HTTP ones included; Istio, Consul and Kuma
     count TCP-protocol traffic only (HTTP has its own stats there), so for them only TCP
-    edges appear. ``mesh="none"`` gives every connection.
+    edges appear; Hubble's L7 metrics have no TCP at all. ``mesh="none"`` gives every
+    connection.
     """
     times = traffic.timestamps()[1:]
     parts = []
     for et in traffic.edges:
-        if mesh in ("istio", "consul") and not et.is_tcp:
+        if mesh == "hubble" or (mesh in ("istio", "consul", "kuma") and not et.is_tcp):
             continue
         sides = ["client"] if et.source.meshed or mesh == "none" else []
         if not et.target.external and (et.target.meshed or mesh == "none"):
@@ -157,9 +169,22 @@ def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
 
 
 def proxies_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
-    """Per meshed pod and interval: the proxy's mean CPU cores and its working set at the scrape."""
+    """Per proxy and interval: the proxy's mean CPU cores and its working set at the scrape.
+
+    One proxy per meshed pod, or, for meshes with a proxy per node (Hubble's cilium-envoy),
+    one per node, in ``kube-system``, for the whole run.
+    """
     times = traffic.timestamps()
     parts = []
+    if mesh != "none" and MESH_COSTS[mesh].per_node:
+        keep = np.arange(traffic.n) > 0
+        for proxy in node_proxies(traffic):
+            cpu_seconds, memory = node_proxy_usage(traffic, mesh, proxy.node)
+            parts.append(pd.DataFrame({
+                "timestamp": times[keep], "mesh": mesh, "namespace": "kube-system", "workload": "cilium-envoy",
+                "pod": proxy.name, "container": MESH_COSTS[mesh].container,
+                "cpu_cores": cpu_seconds[keep] / traffic.interval_s, "memory_bytes": memory[keep]}))
+        return schema.concat(parts, "proxies")
     for w in traffic.scenario.workloads:
         if not w.meshed or mesh == "none":
             continue

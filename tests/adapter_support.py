@@ -1,0 +1,59 @@
+"""What the adapter tests share: keyed comparison, request counting, and the ground truth over a window.
+
+The simulated scrape interval is 15 s; a 1 m window at a 1 m step covers four intervals.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TCP_KEYS = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
+
+
+def by_key(frame: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
+    out = frame.astype({k: str for k in keys if k != "timestamp"}).set_index(keys)[value]
+    return out.sort_index()
+
+
+def count_requests(prom, monkeypatch) -> list:
+    calls: list = []
+    original = prom.session.request
+    monkeypatch.setattr(prom.session, "request", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
+    return calls
+
+
+def windowed_truth(frame: pd.DataFrame, keys: list[str], times, intervals: int = 4) -> pd.DataFrame:
+    out = []
+    for t in times:
+        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
+        summed = part.groupby(keys, observed=True)[["success_count", "failure_count", "requests"]].sum()
+        out.append(summed.reset_index().assign(timestamp=t))
+    return pd.concat(out, ignore_index=True)
+
+
+def windowed_tcp_truth(frame: pd.DataFrame, times, intervals: int = 4) -> pd.DataFrame:
+    """Opened connections summed, byte rates averaged over the window; open connections at its end."""
+    out = []
+    for t in times:
+        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
+        keys = TCP_KEYS[1:]
+        summed = part.groupby(keys, observed=True).agg(
+            opened_connections=("opened_connections", "sum"),
+            sent_bytes_per_second=("sent_bytes_per_second", "mean"),
+            received_bytes_per_second=("received_bytes_per_second", "mean"))
+        at_end = part[part["timestamp"] == t].groupby(keys, observed=True)["open_connections"].sum()
+        out.append(summed.join(at_end).reset_index().assign(timestamp=t))
+    return pd.concat(out, ignore_index=True)
+
+
+def windowed_proxy_truth(frame: pd.DataFrame, times, intervals: int = 4) -> pd.DataFrame:
+    out = []
+    for t in times:
+        part = frame[(frame["timestamp"] > t - pd.Timedelta(seconds=15 * intervals)) & (frame["timestamp"] <= t)]
+        cpu = part.groupby(["namespace", "workload", "pod"], observed=True)["cpu_cores"].agg(["sum", "size"])
+        memory = part[part["timestamp"] == t].set_index(["namespace", "workload", "pod"])["memory_bytes"]
+        # whole windows only: a pod's first window has no rate yet
+        whole = cpu[cpu["size"] == intervals]
+        out.append((whole["sum"] / intervals).rename("cpu_cores").to_frame().join(memory).reset_index()
+                   .assign(timestamp=t))
+    return pd.concat(out, ignore_index=True)
