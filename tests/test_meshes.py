@@ -376,7 +376,9 @@ def test_workload_of_pod(pod, workload):
 def test_promql_names_every_signal(run):
     _, prom, _, _ = run
     consul = ml.Consul(prom)
-    assert consul.promql("open_connections", "service", namespace="back") == (
+    with pytest.raises(InvalidArgument, match="consul has no open-connection metric for this view"):
+        consul.promql("open_connections", "service")  # the workload view: Envoy's TCP proxy has no gauge
+    assert consul.promql("open_connections", "service", namespace="back", side="client") == (
         'sum by (namespace, consul_source_service, consul_destination_namespace, consul_destination_service) '
         '(envoy_cluster_upstream_cx_active{envoy_cluster_name!="local_app",consul_destination_service!="",'
         'namespace="back"})')
@@ -447,3 +449,34 @@ def test_concat_sources_takes_a_callable_and_checks_its_arguments(run):
         ml.concat_sources({"a": prom, "b": prom}, mesh={"a": "istio"})
     with pytest.raises(InvalidArgument, match=r"source 'a' must be a meshlab\.Prometheus, got str"):
         ml.concat_sources({"a": "http://prom:9090"}, mesh="istio")
+
+
+@pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])
+def test_tcp_per_workload_equals_the_truth(run, mesh):
+    traffic, prom, start, end = run
+    frame = schema.validate(ml.mesh(mesh, prom).tcp(KINDS[mesh], start=start, end=end, step="1m", per="workload"),
+                            "tcp")
+    assert frame["src_name"].isna().all() and set(frame["side"]) == {"server"}
+    # every caller's connections, the unmeshed client's included, summed per destination
+    per_edge = windowed_tcp_truth(truth.tcp_truth(traffic, mesh), frame["timestamp"].unique())
+    server = per_edge[per_edge["side"] == "server"]
+    keys = ["timestamp", "dst_namespace", "dst_name"]
+    expected = server.groupby(keys, observed=True)[
+        ["opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"]].sum()
+    expected = expected.reset_index()
+    if mesh == "linkerd":  # by deployment: the statefulset's series have no deployment label
+        expected = expected[expected["dst_name"] != "db"]
+        assert set(frame["dst_name"].astype(str)) == {"web", "api", "idle"}
+    else:  # TCP-protocol traffic only
+        assert set(frame["dst_name"].astype(str)) == {"db"}
+    columns = ["opened_connections", "sent_bytes_per_second", "received_bytes_per_second"]
+    if mesh != "consul":  # Envoy's TCP proxy stats have no open-connection gauge
+        columns.append("open_connections")
+    else:
+        assert frame["open_connections"].isna().all()
+    for column in columns:
+        mine, theirs = by_key(frame, keys, column), by_key(expected, keys, column)
+        assert mine.index.equals(theirs.index), column
+        np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-9, err_msg=column)
+    with pytest.raises(InvalidArgument, match="per must be 'edge' or 'workload', got 'pod'"):
+        ml.mesh(mesh, prom).tcp(KINDS[mesh], at=end, per="pod")

@@ -569,9 +569,22 @@ def test_kuma_tcp_equals_the_truth_and_hubble_has_none(run):
         mine, theirs = by_key(frame, TCP_KEYS, column), by_key(expected, TCP_KEYS, column)
         assert mine.index.equals(theirs.index), column
         np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-9, err_msg=column)
+    # per workload: the callee's inbound localhost_* clusters, every caller summed
+    workload = schema.validate(ml.Kuma(prom).tcp("service", start=start, end=end, step="1m", per="workload"), "tcp")
+    workload = workload_names(workload, "kuma")
+    server = windowed_tcp_truth(truth.tcp_truth(traffic, "kuma"), workload["timestamp"].unique())
+    server = server[server["side"] == "server"]
+    keys = ["timestamp", "dst_namespace", "dst_name"]
+    for column in ("opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"):
+        theirs = by_key(server.groupby(keys, observed=True)[column].sum().reset_index(), keys, column)
+        mine = by_key(workload, keys, column)
+        assert mine.index.equals(theirs.index) and len(mine) > 10, column
+        np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-9, err_msg=column)
     assert truth.tcp_truth(traffic, "hubble").empty
-    with pytest.raises(InvalidArgument, match="hubble has no TCP metrics meshlab can read"):
+    with pytest.raises(InvalidArgument, match="hubble has no TCP metrics between workloads meshlab can read"):
         ml.Hubble(prom).tcp(at=end)
+    with pytest.raises(InvalidArgument, match="hubble has no per-workload TCP metrics meshlab can read"):
+        ml.Hubble(prom).tcp(at=end, per="workload")
 
 
 @pytest.mark.parametrize("mesh", MESHES)

@@ -157,6 +157,8 @@ class Mesh(ABC):
         Edge views by side (``"client"``, ``"server"``).
     tcp_signals : dict of str to TcpSignal
         TCP views by side, named by the same labels as the edges.
+    tcp_workload_signal : TcpSignal, optional
+        Each workload's inbound connections from every caller, named like ``workload_signal``.
     proxy_containers : tuple of str
         The proxy's container names, for cAdvisor.
     proxy_process : tuple of (matchers, CPU counter, memory gauge), optional
@@ -171,6 +173,7 @@ class Mesh(ABC):
     workload_signal: ClassVar[Signal]
     edge_signals: ClassVar[Mapping[str, Signal]] = {}
     tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {}
+    tcp_workload_signal: ClassVar[TcpSignal | None] = None
     proxy_containers: ClassVar[tuple[str, ...]] = ()
     proxy_process: ClassVar[tuple[Mapping[str, MatchValue], str, str] | None] = None
     owners: ClassVar[tuple[Owners, ...]] = ()
@@ -217,8 +220,7 @@ class Mesh(ABC):
             Which workloads; ``None`` means all. Proxies take only ``namespace``.
         window : duration
         side : {"client", "server"}, optional
-            For edges; ``None`` is the workload (server-side) view, and for TCP the
-            mesh's first TCP side.
+            For edges; ``None`` is the workload (server-side) view.
         quantile : float
             For ``latency``.
         """
@@ -226,7 +228,11 @@ class Mesh(ABC):
             return self._proxy_promql(signal, namespace, window)
         self._check_kind(kind)
         if signal in TCP_SIGNALS:
-            return self._tcp_promql(signal, kind, namespace, name, window, side)
+            identity, tcp = self._tcp_view(kind, side)
+            query = self._tcp_promql(signal, tcp, identity, namespace, name, window)
+            if query is None:
+                raise InvalidArgument(f"{self.name} has no open-connection metric for this view")
+            return query
         if side is None:
             identity, spec = self.workload_identity(kind), self.workload_signal
         elif side in self.edge_signals:
@@ -250,14 +256,20 @@ class Mesh(ABC):
         raise InvalidArgument(f"unknown signal {signal!r}; must be one of: success_count, failure_count, latency, "
                               f"{', '.join(TCP_SIGNALS)}, {', '.join(PROXY_SIGNALS)}")
 
-    def _tcp_promql(self, signal: str, kind: str, namespace: str | None, name: str | None, window: Duration,
-                    side: str | None) -> str:
+    def _tcp_view(self, kind: str, side: str | None) -> tuple[Identity, TcpSignal]:
+        """The labels and metrics of one TCP view: a side of the edges, or (``None``) the workloads'."""
+        if side is None:
+            if self.tcp_workload_signal is None:
+                raise InvalidArgument(f"{self.name} has no per-workload TCP metrics meshlab can read")
+            return self.workload_identity(kind), self.tcp_workload_signal
         if not self.tcp_signals:
-            raise InvalidArgument(f"{self.name} has no TCP metrics meshlab can read")
-        side = side or next(iter(self.tcp_signals))
+            raise InvalidArgument(f"{self.name} has no TCP metrics between workloads meshlab can read")
         if side not in self.tcp_signals:
             raise InvalidArgument(f"{self.name} has no {side!r} side for TCP; sides: {', '.join(self.tcp_signals)}")
-        identity, spec = self.edge_identity(kind, side), self.tcp_signals[side]
+        return self.edge_identity(kind, side), self.tcp_signals[side]
+
+    def _tcp_promql(self, signal: str, spec: TcpSignal, identity: Identity, namespace: str | None,
+                    name: str | None, window: Duration) -> str | None:
         group = by(*[label for label in (identity.namespace, identity.name, identity.dst_namespace,
                                          identity.dst_name) if label])
         filters = {identity.namespace: namespace, **({identity.name: name} if identity.name else {})}
@@ -269,7 +281,7 @@ class Mesh(ABC):
             if spec.open is not None:
                 return f"sum {group} ({selector(spec.open, base)})"
             if spec.closed is None:
-                raise InvalidArgument(f"{self.name} has no open-connection gauge or closed counter")
+                return None  # the mesh does not say: the column is NaN
             # both counters restart with the proxy, and so do its connections
             return f"sum {group} ({selector(spec.opened, base)} - {selector(spec.closed, base)})"
         counter = spec.sent if signal == "sent_bytes_per_second" else spec.received
@@ -348,15 +360,19 @@ class Mesh(ABC):
 
     def tcp(self, kind: str = "deployment", namespace: str | None = None, name: str | None = None, *,
             start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
-            window: Duration = "1m", at: TimeLike | None = None, sides: Sequence[str] | None = None
-            ) -> pd.DataFrame:
-        """TCP connections and bytes per (source, destination), as each side's proxies see them.
+            window: Duration = "1m", at: TimeLike | None = None, per: str = "edge",
+            sides: Sequence[str] | None = None) -> pd.DataFrame:
+        """TCP connections and bytes, per (source, destination) or per workload.
 
-        Named by the same labels as :meth:`edges`; ``namespace`` and ``name`` filter the
-        source. At each step T with window W: ``opened_connections`` is the increase over
-        W, ``open_connections`` the connections open at T, and the byte columns are
-        ``rate`` over W, from the client's point of view (``sent``: client to server).
-        Each mesh's docstring says which sides and connections it has.
+        ``per="edge"`` names both ends, as :meth:`edges` does, from each side's proxies;
+        ``namespace`` and ``name`` filter the source. ``per="workload"`` gives each
+        workload's inbound connections from every caller, as its own proxies see them:
+        the workload is the destination, the source columns are empty and ``side`` is
+        ``server`` (SMI's edge with an empty resource); ``namespace`` and ``name`` filter
+        the workload. At each step T with window W: ``opened_connections`` is the increase
+        over W, ``open_connections`` the connections open at T (NaN where the mesh does not
+        say), and the byte columns are ``rate`` over W from the client's point of view
+        (``sent``: client to server). Each mesh's docstring says which connections it counts.
 
         Returns
         -------
@@ -364,23 +380,39 @@ class Mesh(ABC):
             A ``tcp`` frame.
         """
         self._check_kind(kind)
-        if not self.tcp_signals:
-            raise InvalidArgument(f"{self.name} has no TCP metrics meshlab can read")
+        if per not in ("edge", "workload"):
+            raise InvalidArgument(f"per must be 'edge' or 'workload', got {per!r}")
         run = self._runner(start, end, step, at)
         columns = ["opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"]
+        views: Sequence[str | None] = [None] if per == "workload" else (sides or tuple(self.tcp_signals))
+        if per == "edge" and not self.tcp_signals:
+            raise InvalidArgument(f"{self.name} has no TCP metrics between workloads meshlab can read")
         parts = []
-        for side in sides or tuple(self.tcp_signals):
-            identity = self.edge_identity(kind, side)
-            renames = self._edge_columns(identity)
+        for side in views:
+            identity, spec = self._tcp_view(kind, side)
+            renames = ({identity.namespace: "dst_namespace", **({identity.name: "dst_name"} if identity.name else {})}
+                       if side is None else self._edge_columns(identity))
             keys = ["timestamp", *renames.values()]
             frame = None
             for column in columns:
-                result = run(self.promql(column, kind, namespace, name, window, side=side))
-                result = self._labelled(result, renames)[[*keys, "value"]].rename(columns={"value": column})
+                query = self._tcp_promql(column, spec, identity, namespace, name, window)
+                if query is None:
+                    continue
+                result = self._labelled(run(query), renames)[[*keys, "value"]].rename(columns={"value": column})
                 frame = result if frame is None else frame.merge(result, on=keys, how="outer")
             assert frame is not None
             frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
-            parts.append(self._fill_edges(self._name_edges(frame, identity, kind, side), kind, side))
+            if side is None:  # every caller: no source, seen by the workload's own (server-side) proxies
+                if identity.name is None:  # kind "namespace"
+                    frame["dst_name"] = frame["dst_namespace"]
+                frame["src_namespace"] = frame["src_name"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+                frame = frame.reindex(columns=[*frame.columns, *[c for c in columns if c not in frame]])
+                frame.insert(1, "mesh", self.name)
+                frame.insert(2, "kind", kind)
+                frame["side"] = "server"
+                parts.append(frame)
+            else:
+                parts.append(self._fill_edges(self._name_edges(frame, identity, kind, side), kind, side))
         return schema.concat(parts, "tcp")
 
     def proxies(self, namespace: str | None = None, workload: str | None = None, *,

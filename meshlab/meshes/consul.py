@@ -12,8 +12,9 @@
   ``dst_namespace`` is looked up from the destination service's own proxy series (one
   more query), and is missing for services with no proxy (external ones).
 - TCP is the caller's upstream cluster connection stats (``envoy_cluster_upstream_cx_*``,
-  side ``client``), with Envoy's active-connection gauge; the server's TCP listener
-  stats do not name the caller.
+  side ``client``), with Envoy's active-connection gauge. Per workload, the public
+  listener's TCP proxy stats (``envoy_tcp_downstream_cx_*``), which do not name callers
+  and have no open-connection gauge (``open_connections`` is NaN).
 - Proxy cost is the ``consul-dataplane`` (or older ``envoy-sidecar``) container in
   cAdvisor; pods are named to services by ``consul_source_service``.
 - The Consul UI uses ``rate`` over 15m windows; meshlab lets you choose the window.
@@ -55,6 +56,10 @@ class Consul(Mesh):
     tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {"client": TcpSignal(
         UPSTREAMS, opened="envoy_cluster_upstream_cx_total", sent="envoy_cluster_upstream_cx_tx_bytes_total",
         received="envoy_cluster_upstream_cx_rx_bytes_total", open="envoy_cluster_upstream_cx_active")}
+    # Envoy's TCP proxy stats have no open-connection gauge of their own
+    tcp_workload_signal = TcpSignal({"envoy_tcp_prefix": "public_listener"}, opened="envoy_tcp_downstream_cx_total",
+                                    sent="envoy_tcp_downstream_cx_rx_bytes_total",
+                                    received="envoy_tcp_downstream_cx_tx_bytes_total")
     proxy_containers = ("consul-dataplane", "envoy-sidecar")
     owners = (Owners("|".join(OWN_SERIES), {}, ("consul_source_service",)),)
 

@@ -63,6 +63,7 @@ class Istio(Mesh):
     workload_signal = requests("destination")
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": requests("source"), "server": requests("destination")}
     tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {"client": tcp("source"), "server": tcp("destination")}
+    tcp_workload_signal = tcp("destination")
     proxy_containers = ("istio-proxy",)
     owners = (Owners(REPORTED, {"reporter": "destination"}, ("destination_workload",)),
               Owners(REPORTED, {"reporter": "source"}, ("source_workload",)))

@@ -20,8 +20,9 @@
   ExternalServices, which have no dataplane.
 
 TCP is the callers' outbound cluster connection stats (``envoy_cluster_upstream_cx_*``,
-side ``client``), named like the edges. Proxy cost is the ``kuma-sidecar`` container in
-cAdvisor; each pod's workload comes from its Kubernetes name (Kuma's labels name services).
+side ``client``), named like the edges; per workload, its inbound ``localhost_*``
+clusters'. Proxy cost is the ``kuma-sidecar`` container in cAdvisor; each pod's workload
+comes from its Kubernetes name (Kuma's labels name services).
 
 Where meshlab differs from Kuma's own tooling (kumahq/kuma
 app/kumactl/data/install/k8s/metrics/grafana/, the "Kuma Service", "Kuma Dataplane",
@@ -87,6 +88,10 @@ class Kuma(Mesh):
         {**KUMA_SERIES, "envoy_cluster_name": NOT_SERVICES}, opened="envoy_cluster_upstream_cx_total",
         sent="envoy_cluster_upstream_cx_tx_bytes_total", received="envoy_cluster_upstream_cx_rx_bytes_total",
         open="envoy_cluster_upstream_cx_active")}
+    tcp_workload_signal = TcpSignal(
+        {**KUMA_SERIES, "envoy_cluster_name": INBOUND}, opened="envoy_cluster_upstream_cx_total",
+        sent="envoy_cluster_upstream_cx_tx_bytes_total", received="envoy_cluster_upstream_cx_rx_bytes_total",
+        open="envoy_cluster_upstream_cx_active")
     proxy_containers = ("kuma-sidecar",)
 
     def workload_identity(self, kind: str) -> Identity:

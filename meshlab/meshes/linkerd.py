@@ -6,7 +6,8 @@
 - Edges are the callers' outbound view (``direction="outbound"``, side ``client``), named
   by the ``dst_*`` labels; egress without ``dst_*`` labels is left out.
 - TCP is the callers' outbound view too (``peer="dst"``), for every connection, HTTP
-  ones included, with the proxy's own open-connection gauge. Edges and TCP join
+  ones included, with the proxy's own open-connection gauge; per workload, the inbound
+  view (``peer="src"``), from every caller. Edges and TCP join
   workloads of one kind, as ``linkerd viz edges`` does.
 - Proxy cost is the ``linkerd-proxy`` container in cAdvisor, or with ``source="proxy"``
   the proxy's own ``process_*`` metrics (``job="linkerd-proxy"``), as Linkerd's Grafana
@@ -50,6 +51,9 @@ class Linkerd(Mesh):
     tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {"client": TcpSignal(
         {"direction": "outbound", "peer": "dst"}, opened="tcp_open_total", sent="tcp_write_bytes_total",
         received="tcp_read_bytes_total", open="tcp_open_connections")}
+    tcp_workload_signal = TcpSignal({"direction": "inbound", "peer": "src"}, opened="tcp_open_total",
+                                    sent="tcp_read_bytes_total", received="tcp_write_bytes_total",
+                                    open="tcp_open_connections")
     proxy_containers = ("linkerd-proxy",)
     proxy_process = ({"job": "linkerd-proxy"}, "process_cpu_seconds_total", "process_resident_memory_bytes")
     owners = (Owners("process_cpu_seconds_total", {"job": "linkerd-proxy"}, tuple(KIND_LABELS.values())[:-1]),)
