@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import requests
 
 from meshlab.errors import BinaryNotFoundError, MeshlabError
 from meshlab.openmetrics import OpenMetricsWriter, Series, seconds_to_millis_lines, write_openmetrics
-from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, find_binary
+from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, find_binary, remove_stale_workdirs
 
 from .conftest import require_binary
 
@@ -124,16 +125,23 @@ def test_victoriametrics_import_is_streamed_and_searchable(tmp_path):
 def test_server_dies_with_a_killed_parent(tmp_path):
     require_binary("prometheus")
     script = ("import sys, time; from meshlab.prometheus.local import LocalPrometheus; "
-              "s = LocalPrometheus().start(); print(s.pid, flush=True); time.sleep(60)")
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+              "s = LocalPrometheus().start(); print(s.pid, s.workdir, flush=True); time.sleep(60)")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     try:
-        child = int(parent.stdout.readline())
-        assert process_alive(child)
+        child, workdir = parent.stdout.readline().split()
+        assert process_alive(int(child))
         parent.kill()  # SIGKILL: no finalizer, no atexit
         parent.wait()
         deadline = time.monotonic() + 15
-        while process_alive(child) and time.monotonic() < deadline:
+        while process_alive(int(child)) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not process_alive(child)
+        assert not process_alive(int(child))
     finally:
         parent.kill()
+    # the dead parent's data stays until the next server starts, which removes it
+    assert Path(workdir).is_dir() and Path(workdir).parent == tmp_path
+    mine = tmp_path / f"meshlab-prometheus-{os.getpid()}-live"
+    mine.mkdir()  # a live process's (this one's) directory is never touched
+    assert remove_stale_workdirs("prometheus", tmp_path) == [Path(workdir)]
+    assert not Path(workdir).exists() and mine.is_dir()

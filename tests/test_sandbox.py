@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import meshlab as ml
@@ -61,3 +63,17 @@ def test_missing_prometheus_says_how_to_install_it(monkeypatch, cache):
 def test_unknown_mesh():
     with pytest.raises(ValueError, match="unknown mesh 'osm'; available: linkerd, istio, consul, kuma, hubble, none"):
         ml.Sandbox(INCIDENTS, meshes=("osm",))
+
+
+def test_the_cache_drops_the_least_recently_used_runs(cache):
+    runs = cache / "sandbox"
+    for i, name in enumerate(("old", "used", "new")):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "block").write_bytes(b"x" * 1000)
+        os.utime(runs / name, (1_000_000 + i, 1_000_000 + i))
+    os.utime(runs / "used")  # used just now, as a cache hit does
+    (runs / ".staging-in-progress").mkdir()  # another process's half-built run is not ours to remove
+    assert sandbox_module.prune_cache(2500) == [runs / "old"]
+    assert sandbox_module.prune_cache(1500, keep=[runs / "new"]) == [runs / "used"]
+    assert sorted(p.name for p in runs.iterdir()) == [".staging-in-progress", "new"]
+    assert sandbox_module.prune_cache(0) == [runs / "new"]

@@ -110,6 +110,32 @@ def _terminate(process: subprocess.Popen[bytes], workdir: str | None) -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def remove_stale_workdirs(name: str, tmp: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Remove the temporary work directories of ``name`` servers whose Python process has died.
+
+    A SIGKILLed parent cannot clean up: its server stops with it (PDEATHSIG), but the data
+    stays in ``$TMPDIR/meshlab-<name>-<pid>-*``. Each new server removes those of dead PIDs.
+    """
+    removed = []
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"meshlab-{name}-*-*"):
+        pid = path.name[len(f"meshlab-{name}-"):].split("-", 1)[0]
+        if not pid.isdigit() or not path.is_dir() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class _LocalServer:
     """Start a server process on a free port, wait until it is ready, stop it by PID."""
 
@@ -119,7 +145,11 @@ class _LocalServer:
 
     def __init__(self, *, workdir: str | os.PathLike[str] | None = None, keep: bool = False):
         self._own_workdir = workdir is None
-        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix=f"meshlab-{self.name}-"))
+        if workdir is None:
+            remove_stale_workdirs(self.name)
+            # the PID in the name lets a later run remove it if this process is killed before cleaning up
+            workdir = tempfile.mkdtemp(prefix=f"meshlab-{self.name}-{os.getpid()}-")
+        self.workdir = Path(workdir)
         self.keep = keep
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None

@@ -6,7 +6,9 @@
 The scenario is simulated, written as OpenMetrics, backfilled with promtool and served
 by ``prometheus`` from PATH on a free loopback port; on exit the server is stopped by
 PID and its data removed. The backfilled blocks are cached (keyed by meshlab's version,
-the scenario and the arguments), so the next sandbox of the same run starts in seconds.
+the scenario and the arguments), so the next sandbox of the same run starts in seconds;
+the cache keeps to ``$MESHLAB_CACHE_MAX_BYTES`` (2 GiB by default), dropping the least
+recently used runs first (:func:`prune_cache`).
 """
 
 from __future__ import annotations
@@ -32,9 +34,11 @@ from .output import write_backfill
 from .scenario import Scenario, load_scenario
 from .traffic import Traffic, simulate
 
-__all__ = ["Sandbox", "cache_dir", "sandbox"]
+__all__ = ["Sandbox", "cache_dir", "prune_cache", "sandbox"]
 
 DEFAULT_MESHES = ("linkerd", "istio", "consul")
+#: How much the sandbox cache may hold before the least recently used runs are removed.
+CACHE_MAX_BYTES = 2 * 2**30
 
 
 def cache_dir() -> Path:
@@ -43,6 +47,39 @@ def cache_dir() -> Path:
     if explicit:
         return Path(explicit)
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "meshlab"
+
+
+def prune_cache(max_bytes: int | None = None, *, keep: Sequence[Path] = ()) -> list[Path]:
+    """Remove the least recently used cached runs until the sandbox cache holds at most ``max_bytes``.
+
+    Parameters
+    ----------
+    max_bytes : int, optional
+        The budget; ``$MESHLAB_CACHE_MAX_BYTES``, else 2 GiB. ``0`` empties the cache.
+    keep : sequence of Path
+        Runs never removed (the one just built).
+
+    Returns
+    -------
+    list of Path
+        The runs removed.
+    """
+    if max_bytes is None:
+        max_bytes = int(os.environ.get("MESHLAB_CACHE_MAX_BYTES", CACHE_MAX_BYTES))
+    root = cache_dir() / "sandbox"
+    runs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
+    sizes = {run: sum(f.stat().st_size for f in run.rglob("*") if f.is_file()) for run in runs}
+    total = sum(sizes.values())
+    removed = []
+    for run in sorted(runs, key=lambda r: r.stat().st_mtime):  # oldest use first
+        if total <= max_bytes:
+            break
+        if run in keep:
+            continue
+        shutil.rmtree(run, ignore_errors=True)
+        total -= sizes[run]
+        removed.append(run)
+    return removed
 
 
 class Sandbox:
@@ -80,6 +117,7 @@ class Sandbox:
         """The run's TSDB blocks in the cache, backfilled on first use."""
         target = cache_dir() / "sandbox" / self.key
         if target.exists():
+            os.utime(target)  # a use: the least recently used runs are pruned first
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
@@ -93,6 +131,7 @@ class Sandbox:
                 raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # left only if another process won the race
+        prune_cache(keep=[target])
         return target
 
     def start(self) -> Sandbox:
