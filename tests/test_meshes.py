@@ -21,7 +21,7 @@ import meshlab as ml
 from meshlab import schema
 from meshlab.errors import InvalidArgument
 from meshlab.meshes import base
-from meshlab.prometheus.local import LocalVictoriaMetrics, free_port
+from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, free_port
 from meshlab.prometheus.promql import by
 from meshlab.sim import truth
 from meshlab.sim.dist import weighted_quantile
@@ -382,11 +382,12 @@ def test_promql_names_every_signal(run):
         'sum by (namespace, consul_source_service, consul_destination_namespace, consul_destination_service) '
         '(envoy_cluster_upstream_cx_active{envoy_cluster_name!="local_app",consul_destination_service!="",'
         'namespace="back"})')
-    # Istio has no open-connection gauge: opened minus closed, series by series
+    # Istio has no open-connection gauge: opened minus closed, each summed per edge
     sel = '{reporter="destination",source_workload="api",destination_workload!="unknown"}'
+    group = "sum by (source_workload_namespace, source_workload, destination_workload_namespace, destination_workload)"
+    opened = f"{group} (istio_tcp_connections_opened_total{sel})"
     assert ml.Istio(prom).promql("open_connections", side="server", name="api") == (
-        "sum by (source_workload_namespace, source_workload, destination_workload_namespace, destination_workload) "
-        f"(istio_tcp_connections_opened_total{sel} - istio_tcp_connections_closed_total{sel})")
+        f"{opened} - ({group} (istio_tcp_connections_closed_total{sel}) or {opened} * 0)")
     assert ml.Linkerd(prom).promql("cpu_cores", namespace="front", window="5m") == (
         'sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container=~"linkerd-proxy",'
         'image!="",namespace="front"}[5m]))')
@@ -480,3 +481,33 @@ def test_tcp_per_workload_equals_the_truth(run, mesh):
         np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-9, err_msg=column)
     with pytest.raises(InvalidArgument, match="per must be 'edge' or 'workload', got 'pod'"):
         ml.mesh(mesh, prom).tcp(KINDS[mesh], at=end, per="pod")
+
+
+def test_istio_open_connections_when_nothing_closed_yet_or_flags_differ(tmp_path):
+    """Real Istio writes a closed series only once a connection closes, with its own response_flags."""
+    require_binary("prometheus")
+    t0, n = 1_700_000_000, 20
+
+    def series(name, src, dst, values, flags="-"):
+        labels = (f'reporter="source",source_workload="{src}",source_workload_namespace="shop",'
+                  f'destination_workload="{dst}",destination_workload_namespace="shop",request_protocol="tcp",'
+                  f'response_flags="{flags}",namespace="shop",pod="{src}-0"')
+        return "".join(f"{name}{{{labels}}} {v} {t0 + 15 * i}\n" for i, v in enumerate(values))
+
+    opened = {"a": ("db", 5), "b": ("cache", 4), "c": ("mq", 3)}
+    text = ["# TYPE istio_tcp_connections_opened_total counter\n"]
+    text += [series("istio_tcp_connections_opened_total", s, d, [k * i for i in range(n)])
+             for s, (d, k) in opened.items()]
+    text.append("# TYPE istio_tcp_connections_closed_total counter\n")
+    text.append(series("istio_tcp_connections_closed_total", "b", "cache", [max(4 * i - 4, 0) for i in range(n)], "UF"))
+    text.append(series("istio_tcp_connections_closed_total", "c", "mq", [max(3 * i - 1, 0) for i in range(n)]))
+    for name in ("istio_tcp_sent_bytes_total", "istio_tcp_received_bytes_total"):
+        text.append(f"# TYPE {name} counter\n")
+        text += [series(name, s, d, [100 * i for i in range(n)]) for s, (d, _) in opened.items()]
+    path = tmp_path / "istio.om"
+    path.write_text("".join(text) + "# EOF\n")
+    with LocalPrometheus(openmetrics=path) as server:
+        frame = ml.Istio(server.client).tcp(at=t0 + 15 * (n - 1), sides=["client"])
+    got = dict(zip(frame["src_name"].astype(str), frame["open_connections"], strict=True))
+    # the written counters: a opened 95 and closed none; b opened 76, closed 72; c opened 57, closed 56
+    assert got == {"a": 95.0, "b": 4.0, "c": 1.0}

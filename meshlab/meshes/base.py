@@ -95,7 +95,7 @@ class TcpSignal:
     sent, received : str
         Byte counters: client to server, and server to client.
     open : str, optional
-        Gauge of open connections. When the mesh has none, ``opened - closed`` per series.
+        Gauge of open connections. When the mesh has none, opened minus closed, per edge.
     closed : str, optional
         Counter of connections closed, used when there is no ``open`` gauge.
     """
@@ -282,8 +282,11 @@ class Mesh(ABC):
                 return f"sum {group} ({selector(spec.open, base)})"
             if spec.closed is None:
                 return None  # the mesh does not say: the column is NaN
-            # both counters restart with the proxy, and so do its connections
-            return f"sum {group} ({selector(spec.opened, base)} - {selector(spec.closed, base)})"
+            # Opened minus closed, summed per edge first: a closed series appears only once a
+            # connection has closed, and may carry other labels (response_flags). Both counters
+            # restart with the proxy, and so do its connections.
+            opened = f"sum {group} ({selector(spec.opened, base)})"
+            return f"{opened} - (sum {group} ({selector(spec.closed, base)}) or {opened} * 0)"
         counter = spec.sent if signal == "sent_bytes_per_second" else spec.received
         return f"sum {group} (rate({selector(counter, base)}[{window_text}]))"
 

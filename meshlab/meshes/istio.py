@@ -12,9 +12,9 @@
 - Istio labels carry the workload's name, not its Kubernetes kind: ``deployment``,
   ``statefulset``, ``daemonset`` and ``job`` all read ``destination_workload``.
 - TCP comes from ``istio_tcp_*``, which Istio emits for TCP-protocol traffic only, from
-  both reporters. Istio has no open-connection gauge: open connections are
-  ``opened - closed`` per series (both counters restart with the proxy, and so do its
-  connections). ``istio_tcp_received_bytes_total`` is what the client sent.
+  both reporters. Istio has no open-connection gauge: open connections are opened minus
+  closed, each summed per edge (a closed series appears only once a connection has
+  closed, and its ``response_flags`` may differ). ``istio_tcp_received_bytes_total`` is what the client sent.
 - Proxy cost is the ``istio-proxy`` container in cAdvisor; pods are named to workloads
   by the ``*_workload`` label each proxy reports about itself.
 - Latency is ``istio_request_duration_milliseconds``. Where the dashboards use ``irate``,
