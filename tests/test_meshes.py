@@ -511,3 +511,30 @@ def test_istio_open_connections_when_nothing_closed_yet_or_flags_differ(tmp_path
     got = dict(zip(frame["src_name"].astype(str), frame["open_connections"], strict=True))
     # the written counters: a opened 95 and closed none; b opened 76, closed 72; c opened 57, closed 56
     assert got == {"a": 95.0, "b": 4.0, "c": 1.0}
+
+
+def test_concat_sources_raises_the_callers_mistakes_at_once(run, monkeypatch):
+    _, prom, _, end = run
+    calls = count_requests(prom, monkeypatch)
+    with pytest.raises(InvalidArgument, match=r"Istio.tcp\(\): got an unexpected keyword argument 'windw'"):
+        ml.concat_sources({"eu": prom, "us": prom}, "tcp", mesh="istio", at=end, windw="5m")
+    with pytest.raises(InvalidArgument, match="source 'us' runs kuma, which cannot name workloads by kind "
+                                              "'deployment'"):
+        ml.concat_sources({"eu": prom, "us": prom}, mesh={"eu": "istio", "us": "kuma"}, kind="deployment", at=end)
+    assert calls == []  # nothing was asked of any source
+    # without kind=, each mesh names workloads its own way (Consul by service)
+    frame = ml.concat_sources({"eu": prom, "us": prom}, mesh={"eu": "istio", "us": "consul"}, at=end)
+    assert frame.groupby("cluster", observed=True)["kind"].unique().map(list).to_dict() == {
+        "eu": ["deployment"], "us": ["service"]}
+
+
+def test_sides_and_kinds_are_checked(run):
+    _, prom, _, end = run
+    istio = ml.Istio(prom)
+    with pytest.raises(InvalidArgument, match="sides must be a non-empty list such as \\['client'\\], got \\[\\]"):
+        istio.edges(at=end, sides=[])
+    with pytest.raises(InvalidArgument, match="istio has no 'middle' side for TCP; sides: client, server"):
+        istio.tcp(at=end, sides=["middle"])
+    with pytest.raises(InvalidArgument, match="per='workload' is the workloads' own"):
+        istio.tcp(at=end, per="workload", sides=["client"])
+    assert set(ml.Consul(prom).traffic(at=end)["kind"]) == {"service"}  # Consul's default kind

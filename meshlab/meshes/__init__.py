@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from .base import KINDS, Mesh, Signal, available, detect, get_mesh, mesh, register
+from .base import KINDS, Identity, Mesh, Owners, Signal, TcpSignal, available, detect, get_mesh, mesh, register
 from .consul import Consul
 from .hubble import Hubble
 from .istio import Istio
@@ -15,5 +15,5 @@ from .kuma import Kuma
 from .linkerd import Linkerd
 from .sources import concat_sources
 
-__all__ = ["KINDS", "Consul", "Hubble", "Istio", "Kuma", "Linkerd", "Mesh", "Signal", "available", "concat_sources",
-           "detect", "get_mesh", "mesh", "register"]
+__all__ = ["KINDS", "Consul", "Hubble", "Identity", "Istio", "Kuma", "Linkerd", "Mesh", "Owners", "Signal", "TcpSignal",
+           "available", "concat_sources", "detect", "get_mesh", "mesh", "register"]

@@ -38,8 +38,8 @@ from ..prometheus.client import Prometheus
 from ..prometheus.promql import MatchValue, NotEqual, OneOf, by, selector
 from ..timeutil import Duration, TimeLike, format_duration, to_timedelta, to_timestamp
 
-__all__ = ["KINDS", "Mesh", "Owners", "Signal", "TcpSignal", "available", "detect", "earliest_sample", "get_mesh",
-           "mesh", "register", "workload_of_pod"]
+__all__ = ["KINDS", "Identity", "Mesh", "Owners", "Signal", "TcpSignal", "available", "detect", "earliest_sample",
+           "get_mesh", "mesh", "register", "workload_of_pod"]
 
 #: Every kind a mesh adapter may support.
 KINDS = ("namespace", "deployment", "statefulset", "daemonset", "pod", "job", "service")
@@ -151,6 +151,8 @@ class Mesh(ABC):
     description : str
     kinds : tuple of str
         The kinds this mesh can name workloads by.
+    default_kind : str
+        The kind used when none is given (``deployment``; ``service`` for Consul and Kuma).
     workload_signal : Signal
         The server-side view of each workload's inbound traffic.
     edge_signals : dict of str to Signal
@@ -170,6 +172,8 @@ class Mesh(ABC):
     name: ClassVar[str]
     description: ClassVar[str] = ""
     kinds: ClassVar[tuple[str, ...]] = ()
+    #: the kind used when none is given: how the mesh's own tooling names workloads
+    default_kind: ClassVar[str] = "deployment"
     workload_signal: ClassVar[Signal]
     edge_signals: ClassVar[Mapping[str, Signal]] = {}
     tcp_signals: ClassVar[Mapping[str, TcpSignal]] = {}
@@ -198,14 +202,18 @@ class Mesh(ABC):
         """The labels naming the source and destination of an edge seen from ``side``."""
         raise NotImplementedError
 
-    def _check_kind(self, kind: str) -> None:
+    def _kind(self, kind: str | None) -> str:
+        """``kind``, or this mesh's default; an error names the kinds it supports."""
+        if kind is None:
+            return self.default_kind
         if kind not in self.kinds:
             raise InvalidArgument(f"{self.name} cannot name workloads by kind {kind!r}; "
                                   f"supported kinds: {', '.join(self.kinds)}")
+        return kind
 
     # -- PromQL --------------------------------------------------------------------------------
 
-    def promql(self, signal: str, kind: str = "deployment", namespace: str | None = None, name: str | None = None,
+    def promql(self, signal: str, kind: str | None = None, namespace: str | None = None, name: str | None = None,
                window: Duration = "1m", *, side: str | None = None, quantile: float = 0.99) -> str:
         """The exact PromQL meshlab runs for one signal, to inspect or reuse.
 
@@ -226,7 +234,7 @@ class Mesh(ABC):
         """
         if signal in PROXY_SIGNALS:
             return self._proxy_promql(signal, namespace, window)
-        self._check_kind(kind)
+        kind = self._kind(kind)
         if signal in TCP_SIGNALS:
             identity, tcp = self._tcp_view(kind, side)
             query = self._tcp_promql(signal, tcp, identity, namespace, name, window)
@@ -262,10 +270,7 @@ class Mesh(ABC):
             if self.tcp_workload_signal is None:
                 raise InvalidArgument(f"{self.name} has no per-workload TCP metrics meshlab can read")
             return self.workload_identity(kind), self.tcp_workload_signal
-        if not self.tcp_signals:
-            raise InvalidArgument(f"{self.name} has no TCP metrics between workloads meshlab can read")
-        if side not in self.tcp_signals:
-            raise InvalidArgument(f"{self.name} has no {side!r} side for TCP; sides: {', '.join(self.tcp_signals)}")
+        (side,) = self._sides([side], self.tcp_signals, "TCP")
         return self.edge_identity(kind, side), self.tcp_signals[side]
 
     def _tcp_promql(self, signal: str, spec: TcpSignal, identity: Identity, namespace: str | None,
@@ -313,7 +318,7 @@ class Mesh(ABC):
 
     # -- frames --------------------------------------------------------------------------------
 
-    def traffic(self, kind: str = "deployment", namespace: str | None = None, name: str | None = None, *,
+    def traffic(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
                 start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
                 window: Duration = "1m", at: TimeLike | None = None,
                 quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
@@ -329,7 +334,7 @@ class Mesh(ABC):
         pandas.DataFrame
             A ``traffic`` frame, plus ``latency_pNN_ms`` for extra quantiles.
         """
-        self._check_kind(kind)
+        kind = self._kind(kind)
         identity = self.workload_identity(kind)
         columns = {identity.namespace: "namespace", **({identity.name: "name"} if identity.name else {})}
         frame = self._golden(kind, namespace, name, None, columns, start, end, step, window, at, quantiles)
@@ -339,7 +344,7 @@ class Mesh(ABC):
         frame.insert(2, "kind", kind)
         return schema.conform(frame, "traffic")
 
-    def edges(self, kind: str = "deployment", namespace: str | None = None, name: str | None = None, *,
+    def edges(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
               start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
               window: Duration = "1m", at: TimeLike | None = None, sides: Sequence[str] | None = None,
               quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
@@ -352,16 +357,16 @@ class Mesh(ABC):
         pandas.DataFrame
             An ``edges`` frame.
         """
-        self._check_kind(kind)
+        kind = self._kind(kind)
         parts = []
-        for side in sides or tuple(self.edge_signals):
+        for side in self._sides(sides, self.edge_signals, "edges"):
             identity = self.edge_identity(kind, side)
             part = self._golden(kind, namespace, name, side, self._edge_columns(identity), start, end, step,
                                 window, at, quantiles)
             parts.append(self._fill_edges(self._name_edges(part, identity, kind, side), kind, side))
         return schema.concat(parts, "edges")
 
-    def tcp(self, kind: str = "deployment", namespace: str | None = None, name: str | None = None, *,
+    def tcp(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
             start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
             window: Duration = "1m", at: TimeLike | None = None, per: str = "edge",
             sides: Sequence[str] | None = None) -> pd.DataFrame:
@@ -382,14 +387,14 @@ class Mesh(ABC):
         pandas.DataFrame
             A ``tcp`` frame.
         """
-        self._check_kind(kind)
+        kind = self._kind(kind)
         if per not in ("edge", "workload"):
             raise InvalidArgument(f"per must be 'edge' or 'workload', got {per!r}")
         run = self._runner(start, end, step, at)
         columns = ["opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"]
-        views: Sequence[str | None] = [None] if per == "workload" else (sides or tuple(self.tcp_signals))
-        if per == "edge" and not self.tcp_signals:
-            raise InvalidArgument(f"{self.name} has no TCP metrics between workloads meshlab can read")
+        if per == "workload" and sides is not None:
+            raise InvalidArgument("per='workload' is the workloads' own (server-side) view; sides= is for per='edge'")
+        views: Sequence[str | None] = [None] if per == "workload" else self._sides(sides, self.tcp_signals, "TCP")
         parts = []
         for side in views:
             identity, spec = self._tcp_view(kind, side)
@@ -418,7 +423,7 @@ class Mesh(ABC):
                 parts.append(self._fill_edges(self._name_edges(frame, identity, kind, side), kind, side))
         return schema.concat(parts, "tcp")
 
-    def proxies(self, namespace: str | None = None, workload: str | None = None, *,
+    def proxies(self, *, namespace: str | None = None, workload: str | None = None,
                 start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
                 window: Duration = "1m", at: TimeLike | None = None, source: str = "cadvisor") -> pd.DataFrame:
         """What each proxy costs: CPU cores (mean over the window) and working-set memory, per pod.
@@ -480,6 +485,19 @@ class Mesh(ABC):
                                                     named[label].astype(str), strict=True):
                     lookup.setdefault((namespace, pod), workload)
         return lookup
+
+    def _sides(self, sides: Sequence[str] | None, signals: Mapping[str, object], what: str) -> tuple[str, ...]:
+        """The sides asked for (all by default), each one the mesh has."""
+        if not signals:
+            raise InvalidArgument(f"{self.name} has no {what} metrics between workloads meshlab can read")
+        if sides is None:
+            return tuple(signals)
+        if isinstance(sides, str) or not sides:
+            raise InvalidArgument(f"sides must be a non-empty list such as ['client'], got {sides!r}")
+        for side in sides:
+            if side not in signals:
+                raise InvalidArgument(f"{self.name} has no {side!r} side for {what}; sides: {', '.join(signals)}")
+        return tuple(sides)
 
     @staticmethod
     def _edge_columns(identity: Identity) -> dict[str, str]:

@@ -48,6 +48,7 @@ class Consul(Mesh):
     name = "consul"
     description = "Consul Connect: Envoy public_listener and upstream cluster stats"
     kinds = ("namespace", "service", "pod")
+    default_kind = "service"
     marker = "envoy_http_downstream_rq_xx"
     workload_signal = Signal("envoy_http_downstream_rq_xx", PUBLIC, SUCCESS, FAILURE,
                              latency="envoy_http_downstream_rq_time_bucket")

@@ -81,6 +81,7 @@ class Kuma(Mesh):
     name = "kuma"
     description = "Kuma: Envoy inbound (localhost_*) and outbound cluster stats with kuma_io_* labels"
     kinds = ("namespace", "service", "pod")
+    default_kind = "service"
     marker = "envoy_cluster_upstream_rq_xx"
     workload_signal = clusters(INBOUND)
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": clusters(NOT_SERVICES)}

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from .. import schema
-from ..errors import InvalidArgument, SourcesFailed, SourcesFailedWarning
+from ..errors import InvalidArgument, PrometheusError, SourcesFailed, SourcesFailedWarning
 from ..prometheus.client import Prometheus
 from .base import get_mesh
 
@@ -42,7 +43,9 @@ def concat_sources(sources: Mapping[str, Prometheus], frame: str | Callable[[Pro
         The mesh adapter, when ``frame`` is a method name: one for all sources, or one per
         cluster when clusters run different meshes.
     errors : {"warn", "raise"}
-        What to do when some sources fail. ``"warn"`` returns the others' rows, warns
+        What to do when some sources fail: are unreachable, answer badly or reject a
+        query (:class:`~meshlab.errors.PrometheusError`); any other error, such as a bad
+        argument, is raised at once. ``"warn"`` returns the others' rows, warns
         with :class:`~meshlab.errors.SourcesFailedWarning`, and lists the failures in
         ``frame.attrs["failed_sources"]``. ``"raise"`` raises
         :class:`~meshlab.errors.SourcesFailed`, whose ``frame`` holds the others' rows.
@@ -71,7 +74,7 @@ def concat_sources(sources: Mapping[str, Prometheus], frame: str | Callable[[Pro
     def attempt(name: str) -> pd.DataFrame | str:
         try:
             return read(name)
-        except Exception as exc:  # one source's failure must not lose the others' rows
+        except PrometheusError as exc:  # the source's failure, not the caller's: keep the others' rows
             return f"{type(exc).__name__}: {exc}"
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(sources)))) as pool:
@@ -106,7 +109,18 @@ def _reader(sources: Mapping[str, Prometheus], frame: str | Callable[[Prometheus
     missing = [name for name in sources if name not in meshes]
     if missing:
         raise InvalidArgument(f"no mesh given for sources {missing}")
-    adapters = {name: get_mesh(meshes[name]) for name in sources}  # unknown names fail here, before any query
+    # the caller's mistakes fail here, before any query, rather than as every source failing
+    adapters = {name: get_mesh(meshes[name]) for name in sources}
+    for name, adapter in adapters.items():
+        try:
+            inspect.signature(getattr(adapter, frame)).bind(None, **options)
+        except TypeError as exc:
+            raise InvalidArgument(f"{adapter.__name__}.{frame}(): {exc}") from None
+        kind = options.get("kind")
+        if kind is not None and frame != "proxies" and kind not in adapter.kinds:
+            raise InvalidArgument(f"source {name!r} runs {adapter.name}, which cannot name workloads by kind "
+                                  f"{kind!r} (supported: {', '.join(adapter.kinds)}); leave kind= out to use "
+                                  "each mesh's default")
     return lambda name: getattr(adapters[name](sources[name]), frame)(**options)
 
 
