@@ -141,7 +141,14 @@ def test_server_dies_with_a_killed_parent(tmp_path):
         parent.kill()
     # the dead parent's data stays until the next server starts, which removes it
     assert Path(workdir).is_dir() and Path(workdir).parent == tmp_path
-    mine = tmp_path / f"meshlab-prometheus-{os.getpid()}-live"
-    mine.mkdir()  # a live process's (this one's) directory is never touched
-    assert remove_stale_workdirs("prometheus", tmp_path) == [Path(workdir)]
-    assert not Path(workdir).exists() and mine.is_dir()
+    live = LocalPrometheus()  # holds its directory's lock: never touched
+    kept = LocalPrometheus(keep=True)
+    kept.stop()  # stopped, lock released, but kept on purpose
+    try:
+        for server in (live, kept):
+            server.workdir = server.workdir.rename(tmp_path / server.workdir.name)
+        assert remove_stale_workdirs("prometheus", tmp_path) == [Path(workdir)]
+        assert not Path(workdir).exists() and live.workdir.is_dir() and kept.workdir.is_dir()
+    finally:
+        live.stop()
+    assert not live.workdir.exists() and kept.workdir.is_dir()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -34,7 +36,7 @@ def test_sandbox_serves_the_simulation_and_caches_it(cache, monkeypatch):
         assert len(prom.query("istio_requests_total", time=at)) > 0
         pid = prom.sandbox.server.pid
     assert prom.sandbox.server is None
-    assert len(list((cache / "sandbox").iterdir())) == 1
+    assert [p.name for p in (cache / "sandbox").iterdir() if not p.name.startswith(".")] == [prom.sandbox.key]
 
     def no_backfill(*args, **kwargs):
         raise AssertionError("the cached blocks should have been reused")
@@ -75,5 +77,27 @@ def test_the_cache_drops_the_least_recently_used_runs(cache):
     (runs / ".staging-in-progress").mkdir()  # another process's half-built run is not ours to remove
     assert sandbox_module.prune_cache(2500) == [runs / "old"]
     assert sandbox_module.prune_cache(1500, keep=[runs / "new"]) == [runs / "used"]
-    assert sorted(p.name for p in runs.iterdir()) == [".staging-in-progress", "new"]
+    assert sorted(p.name for p in runs.iterdir()) == [".lock", ".staging-in-progress", "new"]
     assert sandbox_module.prune_cache(0) == [runs / "new"]
+
+
+def test_pruning_is_safe_from_several_threads_and_waits_for_readers(cache, monkeypatch):
+    runs = cache / "sandbox"
+    for i in range(20):
+        (runs / f"run{i:02d}").mkdir(parents=True)
+        (runs / f"run{i:02d}" / "block").write_bytes(b"x" * 100)
+    with ThreadPoolExecutor(4) as pool:
+        removed = [run for result in pool.map(lambda _: sandbox_module.prune_cache(0), range(4)) for run in result]
+    assert sorted(removed) == [runs / f"run{i:02d}" for i in range(20)]  # each exactly once, no errors
+    (runs / "read").mkdir()
+    (runs / "read" / "block").write_bytes(b"x")
+    with sandbox_module._cache_lock(shared=True):  # a sandbox copying this run
+        pruner = threading.Thread(target=sandbox_module.prune_cache, args=(0,))
+        pruner.start()
+        pruner.join(timeout=0.5)
+        assert pruner.is_alive() and (runs / "read").is_dir()
+    pruner.join(timeout=5)
+    assert not (runs / "read").exists()
+    monkeypatch.setenv("MESHLAB_CACHE_MAX_BYTES", "2GiB")
+    with pytest.raises(ml.InvalidArgument, match="MESHLAB_CACHE_MAX_BYTES must be a whole number of bytes"):
+        sandbox_module.prune_cache()

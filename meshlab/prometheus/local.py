@@ -12,6 +12,7 @@ Examples
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -111,29 +112,39 @@ def _terminate(process: subprocess.Popen[bytes], workdir: str | None) -> None:
 
 
 def remove_stale_workdirs(name: str, tmp: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Remove the temporary work directories of ``name`` servers whose Python process has died.
+    """Remove the temporary work directories of ``name`` servers whose owner has died.
 
-    A SIGKILLed parent cannot clean up: its server stops with it (PDEATHSIG), but the data
-    stays in ``$TMPDIR/meshlab-<name>-<pid>-*``. Each new server removes those of dead PIDs.
+    A SIGKILLed Python cannot clean up: its server stops with it (PDEATHSIG), but the data
+    stays in ``$TMPDIR/meshlab-<name>-*``. Each owner holds an exclusive ``flock`` on the
+    directory's ``.lock`` while it lives, which the kernel releases when it dies, so a
+    directory whose lock can be taken is stale. Directories kept on purpose (``keep=True``,
+    marked ``.keep``) and ones without a lock file are left alone.
+
+    Parameters
+    ----------
+    name : str
+        The server kind, ``"prometheus"`` or ``"victoria-metrics"``.
+    tmp : path-like, optional
+        Where to look; the system's temporary directory by default.
+
+    Returns
+    -------
+    list of Path
+        The directories removed.
     """
     removed = []
-    for path in Path(tmp or tempfile.gettempdir()).glob(f"meshlab-{name}-*-*"):
-        pid = path.name[len(f"meshlab-{name}-"):].split("-", 1)[0]
-        if not pid.isdigit() or not path.is_dir() or _alive(int(pid)):
+    for path in Path(tmp or tempfile.gettempdir()).glob(f"meshlab-{name}-*"):
+        lock_path = path / ".lock"
+        if not lock_path.is_file() or (path / ".keep").exists():
             continue
-        shutil.rmtree(path, ignore_errors=True)
+        try:
+            with open(lock_path, "rb") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while the owner lives
+                shutil.rmtree(path, ignore_errors=True)
+        except (BlockingIOError, FileNotFoundError):
+            continue
         removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
 
 
 class _LocalServer:
@@ -145,10 +156,14 @@ class _LocalServer:
 
     def __init__(self, *, workdir: str | os.PathLike[str] | None = None, keep: bool = False):
         self._own_workdir = workdir is None
+        self._lock: IO[bytes] | None = None
         if workdir is None:
-            remove_stale_workdirs(self.name)
-            # the PID in the name lets a later run remove it if this process is killed before cleaning up
-            workdir = tempfile.mkdtemp(prefix=f"meshlab-{self.name}-{os.getpid()}-")
+            workdir = tempfile.mkdtemp(prefix=f"meshlab-{self.name}-")
+            # held while this process lives: a later server removes the directory if we are killed
+            self._lock = open(Path(workdir) / ".lock", "wb")  # noqa: SIM115 - open for the object's life
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if keep:
+                (Path(workdir) / ".keep").touch()
         self.workdir = Path(workdir)
         self.keep = keep
         self.port: int | None = None
@@ -197,6 +212,7 @@ class _LocalServer:
         """Prepare the data, start the process on a free port and wait until it is ready."""
         if self.process is not None:
             return self
+        remove_stale_workdirs(self.name)
         self._prepare()
         for _attempt in range(3):
             port = free_port()
@@ -253,6 +269,9 @@ class _LocalServer:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
         self.process = None
         self.port = None
 

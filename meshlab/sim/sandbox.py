@@ -13,6 +13,7 @@ recently used runs first (:func:`prune_cache`).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from .. import __version__, schema
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, MeshlabError
 from ..prometheus.client import Prometheus
 from ..prometheus.local import LocalPrometheus, backfill, find_binary
 from .meshes import check_mesh
@@ -52,6 +53,9 @@ def cache_dir() -> Path:
 def prune_cache(max_bytes: int | None = None, *, keep: Sequence[Path] = ()) -> list[Path]:
     """Remove the least recently used cached runs until the sandbox cache holds at most ``max_bytes``.
 
+    Safe to run from several processes: pruning takes the cache's lock exclusively, and a
+    sandbox holds it shared while it copies a run, so no run is removed under a reader.
+
     Parameters
     ----------
     max_bytes : int, optional
@@ -64,22 +68,48 @@ def prune_cache(max_bytes: int | None = None, *, keep: Sequence[Path] = ()) -> l
     list of Path
         The runs removed.
     """
-    if max_bytes is None:
-        max_bytes = int(os.environ.get("MESHLAB_CACHE_MAX_BYTES", CACHE_MAX_BYTES))
+    budget = _cache_budget() if max_bytes is None else max_bytes
     root = cache_dir() / "sandbox"
-    runs = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")] if root.is_dir() else []
-    sizes = {run: sum(f.stat().st_size for f in run.rglob("*") if f.is_file()) for run in runs}
-    total = sum(sizes.values())
     removed = []
-    for run in sorted(runs, key=lambda r: r.stat().st_mtime):  # oldest use first
-        if total <= max_bytes:
-            break
-        if run in keep:
-            continue
-        shutil.rmtree(run, ignore_errors=True)
-        total -= sizes[run]
-        removed.append(run)
+    with _cache_lock(shared=False):
+        runs = {}
+        for run in root.iterdir():
+            if run.is_dir() and not run.name.startswith("."):  # dot-names are runs still being built
+                try:
+                    runs[run] = (run.stat().st_mtime, sum(f.stat().st_size for f in run.rglob("*") if f.is_file()))
+                except FileNotFoundError:  # removed by hand meanwhile
+                    continue
+        total = sum(size for _, size in runs.values())
+        for run in sorted(runs, key=lambda r: runs[r][0]):  # oldest use first
+            if total <= budget:
+                break
+            if run in keep:
+                continue
+            shutil.rmtree(run, ignore_errors=True)
+            total -= runs[run][1]
+            removed.append(run)
     return removed
+
+
+def _cache_budget() -> int:
+    text = os.environ.get("MESHLAB_CACHE_MAX_BYTES")
+    if text is None:
+        return CACHE_MAX_BYTES
+    try:
+        return int(text)
+    except ValueError:
+        raise InvalidArgument(f"MESHLAB_CACHE_MAX_BYTES must be a whole number of bytes (e.g. {CACHE_MAX_BYTES}), "
+                              f"got {text!r}") from None
+
+
+@contextmanager
+def _cache_lock(*, shared: bool) -> Iterator[None]:
+    """The sandbox cache's lock: shared while a run is read, exclusive while runs are removed."""
+    root = cache_dir() / "sandbox"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        yield
 
 
 class Sandbox:
@@ -117,7 +147,6 @@ class Sandbox:
         """The run's TSDB blocks in the cache, backfilled on first use."""
         target = cache_dir() / "sandbox" / self.key
         if target.exists():
-            os.utime(target)  # a use: the least recently used runs are pruned first
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
@@ -137,9 +166,18 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Build (or reuse) the blocks and start Prometheus."""
         if self.cache:
-            self.server = LocalPrometheus(blocks=self._cached_blocks())
-            self.server.start()
-            return self
+            _cache_budget()  # a bad setting fails before the work, not after
+            for _attempt in range(2):
+                blocks = self._cached_blocks()
+                with _cache_lock(shared=True):  # no pruning while Prometheus copies the run
+                    if not blocks.exists():
+                        continue  # pruned by another process since it was built: build it again
+                    os.utime(blocks)  # a use: the least recently used runs are pruned first
+                    self.server = LocalPrometheus(blocks=blocks)
+                    self.server.start()
+                    return self
+            raise MeshlabError("the sandbox cache was pruned twice while this run was being built; raise "
+                               "MESHLAB_CACHE_MAX_BYTES or pass cache=False")
         with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
             files, _ = write_backfill(self.traffic, self.meshes, tmp)
             self.server = LocalPrometheus(openmetrics=files)  # promtool writes straight into its TSDB
