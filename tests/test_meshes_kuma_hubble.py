@@ -145,9 +145,12 @@ def test_kuma_names_labels_and_buckets(traffic):
     assert {x["envoy_response_code_class"] for x in xx if x["envoy_cluster_name"] == "partner"} == {"2", "5"}
     # the unmeshed caller and the external service have no dataplane
     assert not {x["pod"] for x in xx if x["pod"].startswith(("client-", "partner-"))}
-    # the TCP edge has connection stats only, inbound and outbound
+    # every cluster has connection stats (pooled HTTP connections too), inbound and outbound;
+    # the TCP edge has nothing else
     cx = {s.labels["envoy_cluster_name"] for s in _family(families, "envoy_cluster_upstream_cx_total").series}
-    assert cx == {"localhost_6379", "db_back_svc_6379"}
+    assert cx == {"localhost_8080", "localhost_9090", "localhost_6379", "api_back_svc_9090", "idle_back_svc_8080",
+                  "db_back_svc_6379", "partner"}
+    assert not {x["envoy_cluster_name"] for x in xx} & {"localhost_6379", "db_back_svc_6379"}
     # the external split counts the same requests as the total
     ext = _family(families, "envoy_cluster_external_upstream_rq_xx").series
     assert [s.labels for s in ext] == xx
@@ -564,7 +567,11 @@ def test_kuma_tcp_equals_the_truth_and_hubble_has_none(run):
     frame = workload_names(frame, "kuma")
     expected = windowed_tcp_truth(truth.tcp_truth(traffic, "kuma"), frame["timestamp"].unique())
     expected = expected[expected["side"] == "client"]
-    assert set(zip(frame["src_name"].astype(str), frame["dst_name"].astype(str), strict=True)) == {("api", "db")}
+    # Envoy's cluster stats count pooled HTTP connections too, and the ExternalService's
+    assert set(zip(frame["src_name"].astype(str), frame["dst_name"].astype(str), strict=True)) == {
+        ("web", "api"), ("web", "idle"), ("api", "db"), ("api", "partner")}
+    assert frame.loc[frame["dst_name"] == "partner", "dst_namespace"].isna().all()  # no dataplane says where
+    frame, expected = frame[frame["dst_name"] != "partner"], expected[expected["dst_name"] != "partner"]
     for column in ("opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"):
         mine, theirs = by_key(frame, TCP_KEYS, column), by_key(expected, TCP_KEYS, column)
         assert mine.index.equals(theirs.index), column

@@ -12,7 +12,8 @@
   ``dst_namespace`` is looked up from the destination service's own proxy series (one
   more query), and is missing for services with no proxy (external ones).
 - TCP is the caller's upstream cluster connection stats (``envoy_cluster_upstream_cx_*``,
-  side ``client``), with Envoy's active-connection gauge. Per workload, the public
+  side ``client``), with Envoy's active-connection gauge; Envoy keeps them for every
+  upstream, so HTTP upstreams' pooled connections are there too. Per workload, the public
   listener's TCP proxy stats (``envoy_tcp_downstream_cx_*``), which do not name callers
   and have no open-connection gauge (``open_connections`` is NaN).
 - Proxy cost is the ``consul-dataplane`` (or older ``envoy-sidecar``) container in

@@ -21,8 +21,9 @@
 
 TCP is the callers' outbound cluster connection stats (``envoy_cluster_upstream_cx_*``,
 side ``client``), named like the edges; per workload, its inbound ``localhost_*``
-clusters'. Proxy cost is the ``kuma-sidecar`` container in cAdvisor; each pod's workload
-comes from its Kubernetes name (Kuma's labels name services).
+clusters'. Envoy keeps them for every cluster, so HTTP's pooled connections are there
+too. Proxy cost is the ``kuma-sidecar`` container in cAdvisor; each pod's workload comes
+from its Kubernetes name (Kuma's labels name services).
 
 Where meshlab differs from Kuma's own tooling (kumahq/kuma
 app/kumactl/data/install/k8s/metrics/grafana/, the "Kuma Service", "Kuma Dataplane",

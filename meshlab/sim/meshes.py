@@ -515,8 +515,9 @@ def consul_families(traffic: Traffic) -> list[Family]:
             continue
         for pod in traffic.pods[src.key]:
             labels = {**_consul_source(src), **_consul_destination(dst), **_consul_pod_labels(pod)}
+            # Envoy keeps connection stats for every upstream cluster, HTTP ones (pooled connections) too
+            _consul_tcp(ctx, tcp_up, labels, et, pod, 1, rx="received", tx="sent", active=True)
             if et.is_tcp:
-                _consul_tcp(ctx, tcp_up, labels, et, pod, 1, rx="received", tx="sent", active=True)
                 continue
             client = partial(ctx.client_latency, dst, src, et.edge.network_ms)
             http_side(et, pod, 1, labels, up_xx, up_total, up_time, client)
@@ -655,9 +656,9 @@ def kuma_families(traffic: Traffic) -> list[Family]:
         for pod in traffic.pods[dst.key] if dst.meshed else []:
             labels = {**_kuma_pod_labels(traffic, pod), "envoy_cluster_name": f"localhost_{port}"}
             exists, resets = ctx.pod_exists(pod), ctx.pod_resets(pod)
-            if et.is_tcp:
-                connections(labels, et, partial(_pick, index=pod.index, axis=2), exists, resets)
-            else:
+            # Envoy keeps connection stats for every cluster, HTTP ones (pooled connections) too
+            connections(labels, et, partial(_pick, index=pod.index, axis=2), exists, resets)
+            if not et.is_tcp:
                 requests(labels, _grouped(et, 2, pod.index, partial(_code_class, et)),
                          partial(ctx.server_latency, dst), exists, resets)
         if not src.meshed:
@@ -666,9 +667,8 @@ def kuma_families(traffic: Traffic) -> list[Family]:
         for pod in traffic.pods[src.key]:
             labels = {**_kuma_pod_labels(traffic, pod), "envoy_cluster_name": cluster}
             exists, resets = ctx.pod_exists(pod), ctx.pod_resets(pod)
-            if et.is_tcp:
-                connections(labels, et, partial(_pick, index=pod.index, axis=1), exists, resets)
-            else:
+            connections(labels, et, partial(_pick, index=pod.index, axis=1), exists, resets)
+            if not et.is_tcp:
                 requests(labels, _grouped(et, 1, pod.index, partial(_code_class, et)),
                          partial(ctx.client_latency, dst, src, et.edge.network_ms), exists, resets)
     meshed = [p for w in traffic.scenario.workloads if w.meshed for p in traffic.pods[w.key]]

@@ -33,7 +33,7 @@ from .meshes import LINKERD_GRPC_FAILURES, node_proxies, node_proxy_usage, proxy
 from .scenario import GRPC_CODES
 from .traffic import EdgeTraffic, Traffic
 
-__all__ = ["classify", "edges_truth", "proxies_truth", "status_truth", "tcp_truth", "traffic_truth"]
+__all__ = ["TCP_COUNTED", "classify", "edges_truth", "proxies_truth", "status_truth", "tcp_truth", "traffic_truth"]
 
 def classify(mesh: str, et: EdgeTraffic, status: str) -> bool:
     """Whether ``mesh`` counts a request that ended with ``status`` on this edge as a failure.
@@ -140,23 +140,36 @@ def status_truth(traffic: Traffic) -> pd.DataFrame:
     return schema.concat(parts, "status_counts")
 
 
-def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
-    """Per edge and interval: connections and bytes, from the client's point of view.
+#: Which connections each mesh's TCP stats count, by observing side: "all" (HTTP ones too),
+#: "tcp" (TCP-protocol traffic only; HTTP has its own stats) or None (no TCP stats).
+TCP_COUNTED = {
+    "linkerd": {"client": "all", "server": "all"},     # every connection the proxy handles
+    "istio": {"client": "tcp", "server": "tcp"},       # istio_tcp_* for TCP-protocol traffic
+    "consul": {"client": "all", "server": "tcp"},      # upstream cluster cx stats; tcp_proxy downstream stats
+    "kuma": {"client": "all", "server": "all"},        # cluster cx stats, outbound and inbound (localhost_*)
+    "hubble": {"client": None, "server": None},        # L7 flows only
+    "none": {"client": "all", "server": "all"},
+}
 
-    Linkerd's proxies count every connection, HTTP ones included; Istio, Consul and Kuma
-    count TCP-protocol traffic only (HTTP has its own stats there), so for them only TCP
-    edges appear; Hubble's L7 metrics have no TCP at all. ``mesh="none"`` gives every
-    connection.
+
+def tcp_truth(traffic: Traffic, mesh: str) -> pd.DataFrame:
+    """Per edge, observing side and interval: connections and bytes, from the client's point of view.
+
+    Each mesh's proxies count the connections :data:`TCP_COUNTED` says: Envoy's cluster
+    stats (Consul's client side, Kuma) and Linkerd count every connection, HTTP ones
+    included; Istio's ``istio_tcp_*`` and Envoy's TCP proxy stats count TCP-protocol
+    traffic only; Hubble has no TCP stats. ``mesh="none"`` gives every connection.
     """
     times = traffic.timestamps()[1:]
+    counted = TCP_COUNTED[mesh]
     parts = []
     for et in traffic.edges:
-        if mesh == "hubble" or (mesh in ("istio", "consul", "kuma") and not et.is_tcp):
-            continue
         sides = ["client"] if et.source.meshed or mesh == "none" else []
         if not et.target.external and (et.target.meshed or mesh == "none"):
             sides.append("server")
         for side in sides:
+            if counted[side] is None or (counted[side] == "tcp" and not et.is_tcp):
+                continue
             parts.append(pd.DataFrame({
                 "timestamp": times, "mesh": mesh, "kind": et.target.kind,
                 "src_namespace": et.source.namespace, "src_name": et.source.name,
