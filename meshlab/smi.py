@@ -53,6 +53,7 @@ from .timeutil import Duration, to_timedelta
 
 __all__ = [
     "API_GROUP",
+    "CLUSTER_LABEL",
     "MESH_LABEL",
     "VERSIONS",
     "format_quantity",
@@ -67,6 +68,8 @@ API_GROUP = "metrics.smi-spec.io"
 VERSIONS = ("v1alpha1", "v1alpha2")
 #: The metadata label that names the mesh whose proxies observed an item's traffic.
 MESH_LABEL = "meshlab/mesh"
+#: The metadata label naming the cluster (source) of an item, for frames from ``concat_sources``.
+CLUSTER_LABEL = "meshlab/cluster"
 
 # meshlab kind -> (Kubernetes kind, the resource's plural in the API path). The spec's
 # resource list is namespaces, nodes, pods, replicationcontrollers, services, daemonsets,
@@ -358,7 +361,9 @@ def to_traffic_metrics(frame: pd.DataFrame, *, window: Duration | None = None,
     -------
     dict
         ``{"kind": "TrafficMetricsList", "apiVersion": ..., "metadata": {"selfLink": ...},
-        "resource": ..., "items": [...]}``. Items carry ``metadata.labels["meshlab/mesh"]``;
+        "resource": ..., "items": [...]}``. Items carry ``metadata.labels["meshlab/mesh"]``
+        (and ``"meshlab/cluster"`` for a frame with a ``cluster`` column, which
+        :func:`from_traffic_metrics` reads back);
         their ``creationTimestamp`` is their ``timestamp``, so the output is deterministic.
         NaN values (latency without requests) are written as ``"value": null``.
 
@@ -486,10 +491,12 @@ def _items(frame: pd.DataFrame, is_edges: bool, direction: str, api_version: str
         raise InvalidArgument(f"SMI Traffic Metrics has no resource for kind {', '.join(map(repr, unknown))}; "
                               f"it covers: {', '.join(_KINDS)}")
     meshes = _labels(frame, "mesh")
-    for mesh in set(meshes):
-        if not _LABEL_VALUE.match(mesh):
-            raise InvalidArgument(f"mesh {mesh!r} cannot be a Kubernetes label value (63 characters at most: "
-                                  "letters, digits, '-', '_', '.'; alphanumeric at both ends)")
+    clusters = _labels(frame, "cluster") if "cluster" in frame else None
+    for column, values in (("mesh", meshes), ("cluster", clusters or [])):
+        for value in set(values):
+            if not _LABEL_VALUE.match(value):
+                raise InvalidArgument(f"{column} {value!r} cannot be a Kubernetes label value (63 characters at "
+                                      "most: letters, digits, '-', '_', '.'; alphanumeric at both ends)")
     codes, instants = pd.factorize(frame["timestamp"])
     if (codes < 0).any():
         raise InvalidArgument(f"row {int(np.argmax(codes < 0))} has no timestamp (NaT)")
@@ -527,7 +534,8 @@ def _items(frame: pd.DataFrame, is_edges: bool, direction: str, api_version: str
             "kind": "TrafficMetrics",
             "apiVersion": api_version,
             "metadata": {**metadata, "selfLink": _self_link(api_version, resource, is_edges),
-                         "creationTimestamp": stamps[row], "labels": {MESH_LABEL: meshes[row]}},
+                         "creationTimestamp": stamps[row],
+                         "labels": {MESH_LABEL: meshes[row], **({CLUSTER_LABEL: clusters[row]} if clusters else {})}},
             "timestamp": stamps[row],
             "window": window_text,
             "resource": resource,
@@ -756,6 +764,8 @@ def _read_item(item: Any, where: str, mesh: str | None, side: str | None) -> tup
         "mesh": item_mesh,
         "kind": kind,
     }
+    if isinstance(labels, _MAPPINGS) and isinstance(labels.get(CLUSTER_LABEL), str):
+        row["cluster"] = labels[CLUSTER_LABEL]
     window = _read_window(item.get("window"), where)
     edge = item.get("edge")
     if edge is not None and not isinstance(edge, _MAPPINGS):

@@ -677,3 +677,18 @@ def test_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
     assert ml.smi.to_traffic_metrics is to_traffic_metrics
+
+
+def test_the_cluster_of_concat_sources_travels_as_a_label():
+    frame = dataset_slice("traffic").head(40)
+    two = ml.schema.conform(pd.concat([frame.assign(cluster="prod-eu"), frame.assign(cluster="prod-us")],
+                                      ignore_index=True), "traffic")
+    obj = to_traffic_metrics(two)
+    labels = [item["metadata"]["labels"] for item in obj["items"]]
+    assert labels[0] == {"meshlab/mesh": str(two["mesh"].iloc[0]), "meshlab/cluster": "prod-eu"}
+    assert [lab["meshlab/cluster"] for lab in labels] == two["cluster"].astype(str).tolist()
+    back = from_traffic_metrics(obj)
+    assert list(back.columns[:2]) == ["timestamp", "cluster"]
+    assert_same_frame(back, two)
+    with pytest.raises(InvalidArgument, match="cluster 'prod eu' cannot be a Kubernetes label value"):
+        to_traffic_metrics(two.assign(cluster=pd.Categorical(["prod eu"] * len(two))))

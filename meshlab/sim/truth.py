@@ -142,7 +142,7 @@ def status_truth(traffic: Traffic) -> pd.DataFrame:
 
 #: Which connections each mesh's TCP stats count, by observing side: "all" (HTTP ones too),
 #: "tcp" (TCP-protocol traffic only; HTTP has its own stats) or None (no TCP stats).
-TCP_COUNTED = {
+TCP_COUNTED: dict[str, dict[str, str | None]] = {
     "linkerd": {"client": "all", "server": "all"},     # every connection the proxy handles
     "istio": {"client": "tcp", "server": "tcp"},       # istio_tcp_* for TCP-protocol traffic
     "consul": {"client": "all", "server": "tcp"},      # upstream cluster cx stats; tcp_proxy downstream stats
