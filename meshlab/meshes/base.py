@@ -24,10 +24,10 @@ from __future__ import annotations
 import importlib.metadata
 import re
 from abc import ABC
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -38,11 +38,13 @@ from ..prometheus.client import Prometheus
 from ..prometheus.promql import MatchValue, NotEqual, OneOf, by, selector
 from ..timeutil import Duration, TimeLike, format_duration, to_timedelta, to_timestamp
 
-__all__ = ["KINDS", "Identity", "Mesh", "Owners", "Signal", "TcpSignal", "available", "detect", "earliest_sample",
-           "get_mesh", "mesh", "register", "workload_of_pod"]
+__all__ = ["KINDS", "WORKLOAD_KINDS", "Identity", "Mesh", "Owners", "Signal", "TcpSignal", "available", "detect",
+           "earliest_sample", "get_mesh", "mesh", "register", "workload_of_pod"]
 
 #: Every kind a mesh adapter may support.
 KINDS = ("namespace", "deployment", "statefulset", "daemonset", "pod", "job", "service")
+#: Kinds a mesh naming workloads by their owner's name alone reads from the same labels.
+WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset", "job")
 #: The signals of the ``tcp`` and ``proxies`` frames, as ``Mesh.promql`` names them.
 TCP_SIGNALS = ("opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second")
 PROXY_SIGNALS = ("cpu_cores", "memory_bytes")
@@ -137,6 +139,13 @@ class Identity:
     dst_namespace: str | None = None
     dst_name: str | None = None
     extra: Mapping[str, MatchValue] = field(default_factory=dict)  # e.g. exclude egress or unmeshed callers
+
+    def selection(self, matchers: Mapping[str, MatchValue], namespace: str | None, name: str | None
+                  ) -> tuple[list[str], dict[str, MatchValue]]:
+        """The labels to group by, and the matchers for a signal's ``matchers`` filtered to ``namespace``/``name``."""
+        group = [label for label in (self.namespace, self.name, self.dst_namespace, self.dst_name) if label]
+        filters = {self.namespace: namespace, **({self.name: name} if self.name else {})}
+        return group, {**matchers, **self.extra, **{k: v for k, v in filters.items() if v is not None}}
 
 
 class Mesh(ABC):
@@ -247,11 +256,8 @@ class Mesh(ABC):
             identity, spec = self.edge_identity(kind, side), self.edge_signals[side]
         else:
             raise InvalidArgument(f"{self.name} has no {side!r} side for edges; sides: {', '.join(self.edge_signals)}")
-        group = [label for label in (identity.namespace, identity.name, identity.dst_namespace, identity.dst_name)
-                 if label]
-        filters = {identity.namespace: namespace, **({identity.name: name} if identity.name else {})}
+        group, base = identity.selection(spec.matchers, namespace, name)
         window_text = format_duration(window)
-        base = {**spec.matchers, **identity.extra, **{k: v for k, v in filters.items() if v is not None}}
         if signal in ("success_count", "failure_count"):
             outcome = spec.success if signal == "success_count" else spec.failure
             return f"sum {by(*group)} (increase({selector(spec.metric, {**base, **outcome})}[{window_text}]))"
@@ -275,10 +281,8 @@ class Mesh(ABC):
 
     def _tcp_promql(self, signal: str, spec: TcpSignal, identity: Identity, namespace: str | None,
                     name: str | None, window: Duration) -> str | None:
-        group = by(*[label for label in (identity.namespace, identity.name, identity.dst_namespace,
-                                         identity.dst_name) if label])
-        filters = {identity.namespace: namespace, **({identity.name: name} if identity.name else {})}
-        base = {**spec.matchers, **identity.extra, **{k: v for k, v in filters.items() if v is not None}}
+        labels, base = identity.selection(spec.matchers, namespace, name)
+        group = by(*labels)
         window_text = format_duration(window)
         if signal == "opened_connections":
             return f"sum {group} (increase({selector(spec.opened, base)}[{window_text}]))"
@@ -391,7 +395,6 @@ class Mesh(ABC):
         if per not in ("edge", "workload"):
             raise InvalidArgument(f"per must be 'edge' or 'workload', got {per!r}")
         run = self._runner(start, end, step, at)
-        columns = ["opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second"]
         if per == "workload" and sides is not None:
             raise InvalidArgument("per='workload' is the workloads' own (server-side) view; sides= is for per='edge'")
         views: Sequence[str | None] = [None] if per == "workload" else self._sides(sides, self.tcp_signals, "TCP")
@@ -400,21 +403,15 @@ class Mesh(ABC):
             identity, spec = self._tcp_view(kind, side)
             renames = ({identity.namespace: "dst_namespace", **({identity.name: "dst_name"} if identity.name else {})}
                        if side is None else self._edge_columns(identity))
-            keys = ["timestamp", *renames.values()]
-            frame = None
-            for column in columns:
-                query = self._tcp_promql(column, spec, identity, namespace, name, window)
-                if query is None:
-                    continue
-                result = self._labelled(run(query), renames)[[*keys, "value"]].rename(columns={"value": column})
-                frame = result if frame is None else frame.merge(result, on=keys, how="outer")
-            assert frame is not None
-            frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+            queries = {column: self._tcp_promql(column, spec, identity, namespace, name, window)
+                       for column in TCP_SIGNALS}
+            frame = self._merged(run, {c: q for c, q in queries.items() if q is not None}, renames)
+            frame = frame.sort_values(["timestamp", *renames.values()], kind="stable").reset_index(drop=True)
             if side is None:  # every caller: no source, seen by the workload's own (server-side) proxies
                 if identity.name is None:  # kind "namespace"
                     frame["dst_name"] = frame["dst_namespace"]
                 frame["src_namespace"] = frame["src_name"] = pd.Series(pd.NA, index=frame.index, dtype="string")
-                frame = frame.reindex(columns=[*frame.columns, *[c for c in columns if c not in frame]])
+                frame = frame.reindex(columns=[*frame.columns, *[c for c in TCP_SIGNALS if c not in frame]])
                 frame.insert(1, "mesh", self.name)
                 frame.insert(2, "kind", kind)
                 frame["side"] = "server"
@@ -527,22 +524,32 @@ class Mesh(ABC):
         """Hook for meshes whose edge labels lack something (Consul's destination namespace)."""
         return frame
 
+    def _dst_namespaces_from_series(self, frame: pd.DataFrame, match: str,
+                                    services: Callable[[Mapping[str, str]], Iterable[str]]) -> pd.DataFrame:
+        """Fill ``dst_namespace`` from the series index (one request): the Kubernetes ``namespace``
+        of the series naming each destination among ``services(series)``; missing where none does."""
+        lookup: dict[str, str] = {}
+        if len(frame):
+            for series in self.prom.get("series", {"match[]": match}):
+                if "namespace" in series:
+                    for service in services(series):
+                        lookup.setdefault(service, series["namespace"])
+        frame["dst_namespace"] = pd.Series(frame["dst_name"].astype(str).map(lookup), index=frame.index,
+                                           dtype="string")
+        return frame
+
     def _golden(self, kind: str, namespace: str | None, name: str | None, side: str | None,
                 columns: dict[str, str], start: TimeLike | None, end: TimeLike | None, step: Duration,
                 window: Duration, at: TimeLike | None, quantiles: Sequence[float]) -> pd.DataFrame:
         window_s = to_timedelta(window, name="window").total_seconds()
-        run = self._runner(start, end, step, at)
         keys = ["timestamp", *columns.values()]
-
-        def fetch(signal: str, value: str, **extra: Any) -> pd.DataFrame:
-            result = run(self.promql(signal, kind, namespace, name, window, side=side, **extra))
-            return self._labelled(result, columns)[[*keys, "value"]].rename(columns={"value": value})
-
-        parts = [fetch("success_count", "success_count"), fetch("failure_count", "failure_count")]
+        queries = {signal: self.promql(signal, kind, namespace, name, window, side=side)
+                   for signal in ("success_count", "failure_count")}
         has_latency = (self.workload_signal if side is None else self.edge_signals[side]).latency is not None
         for q in quantiles if has_latency else ():
-            parts.append(fetch("latency", schema.quantile_column(q), quantile=q))
-        frame = reduce(lambda a, b: a.merge(b, on=keys, how="outer"), parts)
+            queries[schema.quantile_column(q)] = self.promql("latency", kind, namespace, name, window, side=side,
+                                                             quantile=q)
+        frame = self._merged(self._runner(start, end, step, at), queries, columns)
         counted = frame["success_count"].notna() | frame["failure_count"].notna()
         frame = frame[counted].copy()
         frame[["success_count", "failure_count"]] = frame[["success_count", "failure_count"]].fillna(0.0)
@@ -555,6 +562,14 @@ class Mesh(ABC):
             if column not in frame:
                 frame[column] = np.nan
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+    def _merged(self, run: Callable[[str], pd.DataFrame], queries: Mapping[str, str],
+                renames: Mapping[str, str]) -> pd.DataFrame:
+        """Run each ``column: PromQL`` and join the results on the timestamp and the renamed labels."""
+        keys = ["timestamp", *renames.values()]
+        parts = [self._labelled(run(query), renames)[[*keys, "value"]].rename(columns={"value": column})
+                 for column, query in queries.items()]
+        return reduce(lambda a, b: a.merge(b, on=keys, how="outer"), parts)
 
     def _runner(self, start: TimeLike | None, end: TimeLike | None, step: Duration,
                 at: TimeLike | None) -> Callable[[str], pd.DataFrame]:

@@ -31,12 +31,11 @@ import pandas as pd
 from ..prometheus.client import Prometheus
 from ..prometheus.promql import NotEqual, OneOf, selector
 from .base import Identity, Mesh, Owners, Signal, TcpSignal, earliest_sample, register
+from .envoy import FAILURE, SUCCESS
 
 __all__ = ["Consul"]
 
 PUBLIC = {"envoy_http_conn_manager_prefix": "public_listener"}
-SUCCESS = {"envoy_response_code_class": NotEqual("5")}
-FAILURE = {"envoy_response_code_class": "5"}
 UPSTREAMS = {"envoy_cluster_name": NotEqual("local_app"), "consul_destination_service": NotEqual("")}
 #: series every Consul proxy exports, labelled with its own service and Kubernetes namespace
 OWN_SERIES = ("envoy_http_downstream_rq_completed", "envoy_tcp_downstream_cx_total")
@@ -77,14 +76,10 @@ class Consul(Mesh):
                         "consul_destination_service")
 
     def _fill_edges(self, frame: pd.DataFrame, kind: str, side: str) -> pd.DataFrame:
-        if not len(frame):
-            return frame
-        # the series index, not samples: which Kubernetes namespace each service's proxies run in
-        owners = self.prom.get("series", {"match[]": selector(None, {"__name__": OneOf(OWN_SERIES)})})
-        lookup = {s["consul_source_service"]: s["namespace"] for s in owners
-                  if "consul_source_service" in s and "namespace" in s}
-        frame["dst_namespace"] = frame["dst_name"].astype(str).map(lookup)
-        return frame
+        # every proxy's own series carry its service and the Kubernetes namespace of its pods
+        return self._dst_namespaces_from_series(
+            frame, selector(None, {"__name__": OneOf(OWN_SERIES)}),
+            lambda series: [series["consul_source_service"]] if "consul_source_service" in series else [])
 
     @classmethod
     def detect(cls, prom: Prometheus) -> pd.Timestamp | None:

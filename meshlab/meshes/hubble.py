@@ -36,11 +36,10 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual, NotRegex, Regex
-from .base import Identity, Mesh, Signal, register
+from .base import WORKLOAD_KINDS, Identity, Mesh, Signal, register
 
 __all__ = ["Hubble"]
 
-WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset", "job")
 
 
 def flows(reporter: str) -> Signal:

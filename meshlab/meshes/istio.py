@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual, NotRegex, Regex
-from .base import Identity, Mesh, Owners, Signal, TcpSignal, register
+from .base import WORKLOAD_KINDS, Identity, Mesh, Owners, Signal, TcpSignal, register
 
 __all__ = ["Istio"]
 
@@ -48,7 +48,6 @@ def tcp(reporter: str) -> TcpSignal:
 
 #: each reporting proxy's own workload: the destination's when it reports as destination, and so on
 REPORTED = "istio_requests_total|istio_tcp_connections_opened_total"
-WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset", "job")
 MESHED_PEERS = {"source_workload": NotEqual("unknown"), "destination_workload": NotEqual("unknown")}
 
 

@@ -56,6 +56,7 @@ from ..errors import InvalidArgument
 from ..prometheus.client import Prometheus
 from ..prometheus.promql import NotEqual, NotRegex, Regex, selector
 from .base import Identity, Mesh, Signal, TcpSignal, earliest_sample, register
+from .envoy import FAILURE, SUCCESS
 
 __all__ = ["Kuma"]
 
@@ -64,8 +65,6 @@ INBOUND = Regex("localhost_.*")
 #: clusters of Kuma's own and of plain-TCP passthrough, which carry no service-to-service requests
 NOT_SERVICES = NotRegex("localhost_.*|kuma_envoy_admin|kuma_metrics_hijacker|kuma_readiness|ads_cluster"
                         "|access_log_sink|(in|out)bound_passthrough_ipv[46]")
-SUCCESS = {"envoy_response_code_class": NotEqual("5")}
-FAILURE = {"envoy_response_code_class": "5"}
 KUMA_SERIES = {"kuma_io_service": NotEqual("")}
 
 
@@ -105,16 +104,10 @@ class Kuma(Mesh):
         return Identity("namespace", "kuma_io_service", None, "envoy_cluster_name")
 
     def _fill_edges(self, frame: pd.DataFrame, kind: str, side: str) -> pd.DataFrame:
-        lookup: dict[str, str] = {}
-        if len(frame):
-            # the series index, not samples: which Kubernetes namespace each Kuma service runs in
-            for series in self.prom.get("series", {"match[]": selector("envoy_server_live", KUMA_SERIES)}):
-                for service in series.get("kuma_io_services", "").split(","):
-                    if service and "namespace" in series:
-                        lookup[service] = series["namespace"]
-        frame["dst_namespace"] = pd.Series(frame["dst_name"].astype(str).map(lookup), index=frame.index,
-                                           dtype="string")
-        return frame
+        # each dataplane's envoy_server_live names its services (",svc,") and its pods' namespace
+        return self._dst_namespaces_from_series(
+            frame, selector("envoy_server_live", KUMA_SERIES),
+            lambda series: [s for s in series.get("kuma_io_services", "").split(",") if s])
 
     @classmethod
     def detect(cls, prom: Prometheus) -> pd.Timestamp | None:

@@ -56,7 +56,8 @@ class Linkerd(Mesh):
                                     open="tcp_open_connections")
     proxy_containers = ("linkerd-proxy",)
     proxy_process = ({"job": "linkerd-proxy"}, "process_cpu_seconds_total", "process_resident_memory_bytes")
-    owners = (Owners("process_cpu_seconds_total", {"job": "linkerd-proxy"}, tuple(KIND_LABELS.values())[:-1]),)
+    owners = (Owners("process_cpu_seconds_total", {"job": "linkerd-proxy"},
+                     ("deployment", "statefulset", "daemonset", "k8s_job")),)
 
     def workload_identity(self, kind: str) -> Identity:
         label = KIND_LABELS.get(kind)
