@@ -394,6 +394,10 @@ def test_promql_names_every_signal(run):
     opened = f"{group} (istio_tcp_connections_opened_total{sel})"
     assert ml.Istio(prom).promql("open_connections", side="server", name="api") == (
         f"{opened} - ({group} (istio_tcp_connections_closed_total{sel}) or {opened} * 0)")
+    assert ml.Linkerd(prom).promql("memory_bytes", source="proxy") == (
+        'sum by (namespace, pod) (process_resident_memory_bytes{job="linkerd-proxy"})')
+    with pytest.raises(InvalidArgument, match="proxy signals are per pod: give namespace= only"):
+        ml.Linkerd(prom).promql("cpu_cores", "deployment")
     assert ml.Linkerd(prom).promql("cpu_cores", namespace="front", window="5m") == (
         'sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container=~"linkerd-proxy",'
         'image!="",namespace="front"}[5m]))')

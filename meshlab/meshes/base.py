@@ -121,6 +121,7 @@ class Owners:
     metric : str
         A metric name, or ``"a|b"`` for several.
     matchers : mapping
+        Matchers that pick the series the mesh's proxies report about themselves.
     labels : tuple of str
         Labels holding the workload's name; the first non-empty one wins.
     """
@@ -223,7 +224,8 @@ class Mesh(ABC):
     # -- PromQL --------------------------------------------------------------------------------
 
     def promql(self, signal: str, kind: str | None = None, namespace: str | None = None, name: str | None = None,
-               window: Duration = "1m", *, side: str | None = None, quantile: float = 0.99) -> str:
+               window: Duration = "1m", *, side: str | None = None, quantile: float = 0.99,
+               source: str = "cadvisor") -> str:
         """The exact PromQL meshlab runs for one signal, to inspect or reuse.
 
         Parameters
@@ -240,9 +242,13 @@ class Mesh(ABC):
             For edges; ``None`` is the workload (server-side) view.
         quantile : float
             For ``latency``.
+        source : {"cadvisor", "proxy"}
+            For the proxy signals: cAdvisor's container metrics, or the proxy's own.
         """
         if signal in PROXY_SIGNALS:
-            return self._proxy_promql(signal, namespace, window)
+            if kind is not None or name is not None:
+                raise InvalidArgument("proxy signals are per pod: give namespace= only (cAdvisor knows no workloads)")
+            return self._proxy_promql(signal, namespace, window, source=source)
         kind = self._kind(kind)
         if signal in TCP_SIGNALS:
             identity, tcp = self._tcp_view(kind, side)
@@ -386,6 +392,20 @@ class Mesh(ABC):
         say), and the byte columns are ``rate`` over W from the client's point of view
         (``sent``: client to server). Each mesh's docstring says which connections it counts.
 
+        Parameters
+        ----------
+        kind : str, optional
+            How to name workloads; the mesh's ``default_kind`` if not given.
+        namespace, name : str, optional
+            Filter the source (``per="edge"``) or the workload (``per="workload"``).
+        start, end : time, optional
+            A range, evaluated every ``step``; or give ``at`` for one instant.
+        step, window : duration
+        at : time, optional
+        per : {"edge", "workload"}
+        sides : list of {"client", "server"}, optional
+            For ``per="edge"``: which proxies' view; every side the mesh has by default.
+
         Returns
         -------
         pandas.DataFrame
@@ -432,6 +452,18 @@ class Mesh(ABC):
         comes from the mesh's own series (one more query), else from the pod's name
         (``web-5d9c8b7f6-x2k9p`` and ``db-0`` give ``web`` and ``db``). CPU is NaN at a
         pod's first sample, where no rate can be computed yet.
+
+        Parameters
+        ----------
+        namespace : str, optional
+            Only the pods in this namespace.
+        workload : str, optional
+            Only this workload's pods.
+        start, end : time, optional
+            A range, evaluated every ``step``; or give ``at`` for one instant.
+        step, window : duration
+        at : time, optional
+        source : {"cadvisor", "proxy"}
 
         Returns
         -------
