@@ -5,7 +5,10 @@ The simulated scrape interval is 15 s; a 1 m window at a 1 m step covers four in
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+
+from meshlab.sim.dist import weighted_quantile
 
 TCP_KEYS = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
 
@@ -57,3 +60,23 @@ def windowed_proxy_truth(frame: pd.DataFrame, times, intervals: int = 4) -> pd.D
         out.append((whole["sum"] / intervals).rename("cpu_cores").to_frame().join(memory).reset_index()
                    .assign(timestamp=t))
     return pd.concat(out, ignore_index=True)
+
+
+def assert_latency_within_buckets(traffic, frame: pd.DataFrame, mesh: str, buckets) -> None:
+    """p50 and p99 of web and api, at every 5 m step, land within a bucket of the exact quantiles (±3%)."""
+    bounds = np.asarray(buckets)
+    checked = 0
+    for workload in ("web", "api"):
+        w = traffic.scenario.workload(workload)
+        mixture = traffic.latency(w, mesh, "server")
+        counts = traffic.inbound_requests(w).sum(axis=1)
+        for row in frame[frame["name"] == workload].itertuples():
+            k = int(np.searchsorted(traffic.times_ms, row.timestamp.value // 1_000_000))
+            window = slice(k - 19, k + 1)
+            part = mixture.select(window, traffic.n)
+            for q, estimate in ((0.5, row.latency_p50_ms), (0.99, row.latency_p99_ms)):
+                exact = weighted_quantile(part, counts[window], q)
+                lo, hi = np.searchsorted(bounds, exact * 0.97), np.searchsorted(bounds, exact * 1.03)
+                assert lo <= np.searchsorted(bounds, estimate) <= hi, (workload, row.timestamp, q, exact, estimate)
+                checked += 1
+    assert checked == 2 * 2 * frame["timestamp"].nunique()

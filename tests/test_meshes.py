@@ -24,10 +24,17 @@ from meshlab.meshes import base
 from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, free_port
 from meshlab.prometheus.promql import by
 from meshlab.sim import truth
-from meshlab.sim.dist import weighted_quantile
 from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
 
-from .adapter_support import TCP_KEYS, by_key, count_requests, windowed_proxy_truth, windowed_tcp_truth, windowed_truth
+from .adapter_support import (
+    TCP_KEYS,
+    assert_latency_within_buckets,
+    by_key,
+    count_requests,
+    windowed_proxy_truth,
+    windowed_tcp_truth,
+    windowed_truth,
+)
 from .conftest import require_binary
 
 KINDS = {"linkerd": "deployment", "istio": "deployment", "consul": "service"}
@@ -200,22 +207,7 @@ def test_latency_within_bucket_resolution_of_the_truth(run, mesh):
     traffic, prom, _, end = run
     times = traffic.timestamps()
     frame = ml.mesh(mesh, prom).traffic(KINDS[mesh], start=times[20], end=end, step="5m", window="5m")
-    bounds = np.asarray(BUCKETS[mesh])
-    checked = 0
-    for workload in ("web", "api"):
-        w = traffic.scenario.workload(workload)
-        mixture = traffic.latency(w, mesh, "server")
-        counts = traffic.inbound_requests(w).sum(axis=1)
-        for row in frame[frame["name"] == workload].itertuples():
-            k = int(np.searchsorted(traffic.times_ms, row.timestamp.value // 1_000_000))
-            window = slice(k - 19, k + 1)
-            part = mixture.select(window, traffic.n)
-            for q, estimate in ((0.5, row.latency_p50_ms), (0.99, row.latency_p99_ms)):
-                exact = weighted_quantile(part, counts[window], q)
-                lo, hi = np.searchsorted(bounds, exact * 0.97), np.searchsorted(bounds, exact * 1.03)
-                assert lo <= np.searchsorted(bounds, estimate) <= hi, (workload, row.timestamp, q, exact, estimate)
-                checked += 1
-    assert checked == 2 * 2 * frame["timestamp"].nunique()
+    assert_latency_within_buckets(traffic, frame, mesh, BUCKETS[mesh])
 
 
 # -- the contract ---------------------------------------------------------------------------------
