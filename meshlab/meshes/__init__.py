@@ -1,8 +1,10 @@
-"""Mesh adapters: each mesh's Prometheus metrics as meshlab's tidy traffic and edge frames.
+"""Mesh adapters: each mesh's Prometheus metrics as meshlab's tidy traffic, edge, TCP and proxy frames.
 
 >>> import meshlab as ml
 >>> ml.Linkerd(prom).traffic(start="-1h", end="now", step="1m")          # doctest: +SKIP
 >>> ml.mesh("istio", prom).edges(at="now", window="30s")                 # doctest: +SKIP
+>>> ml.Kuma(prom).tcp(per="workload", at="now")                           # doctest: +SKIP
+>>> ml.concat_sources({"eu": prom_eu, "us": prom_us}, "proxies", mesh="istio", at="now")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 An adapter is data plus a little code: for each signal it knows the mesh's metric, the
 matchers that select the right proxy's view, and which labels name a workload of each
 kind. :class:`Mesh` turns that into PromQL (one query per signal for all workloads),
-runs it, and assembles the tidy ``traffic`` and ``edges`` frames of :mod:`meshlab.schema`.
+runs it, and assembles the tidy ``traffic``, ``edges``, ``tcp`` and ``proxies`` frames of
+:mod:`meshlab.schema`.
 
 Semantics at each step T with window W, for every mesh:
 
