@@ -40,7 +40,7 @@ from .adapter_support import (
     windowed_tcp_truth,
     windowed_truth,
 )
-from .conftest import require_binary
+from .conftest import require_binary, stored_samples
 
 INCIDENTS = Path(__file__).parent / "scenarios" / "incidents.yaml"
 MESHES = ("kuma", "hubble")
@@ -216,10 +216,7 @@ def test_proxy_cost_is_per_sidecar_for_kuma_and_per_node_for_cilium(traffic):
 
 def test_the_backfill_holds_every_sample(kh_run):
     traffic, prom, samples = kh_run
-    at = traffic.times_ms[-1] / 1000
-    stored = sum(prom.query(f"sum(count_over_time({name}[2h]))", time=at)["value"].sum()
-                 for name in prom.get("label/__name__/values"))
-    assert stored == samples > 100_000
+    assert stored_samples(prom, traffic.times_ms[-1] / 1000) == samples > 100_000
 
 
 def test_kuma_equals_its_dashboards_promql(run):

@@ -24,7 +24,7 @@ from meshlab.sim.meshes import ENVOY_BUCKETS_MS, LINKERD_BUCKETS_MS
 from meshlab.sim.scenario import load_scenario
 from meshlab.sim.traffic import simulate
 
-from .conftest import SIM_MESHES, require_binary
+from .conftest import SIM_MESHES, require_binary, stored_samples
 from .test_sim import INCIDENTS
 
 
@@ -62,11 +62,7 @@ def compare(prom_frame: pd.DataFrame, prom_keys: dict[str, str], expected: pd.Da
 
 def test_the_backfill_holds_every_sample(run):
     traffic, prom, samples = run
-    # promtool silently drops out-of-order samples; every written sample must be stored.
-    at = traffic.times_ms[-1] / 1000
-    stored = sum(prom.query(f"sum(count_over_time({name}[2h]))", time=at)["value"].sum()
-                 for name in prom.get("label/__name__/values"))
-    assert stored == samples > 400_000
+    assert stored_samples(prom, traffic.times_ms[-1] / 1000) == samples > 400_000
 
 
 @pytest.mark.parametrize(("mesh", "promql", "keys"), [

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from .. import schema
-from ..errors import InvalidArgument, PrometheusError, SourcesFailed, SourcesFailedWarning
+from ..errors import InvalidArgument, PrometheusError, SchemaError, SourcesFailed, SourcesFailedWarning
 from ..prometheus.client import Prometheus
 from .base import get_mesh
 
@@ -139,10 +139,11 @@ def _combine(frames: Mapping[str, pd.DataFrame], frame: str | Callable[[Promethe
 
 
 def _kind_of(frame: pd.DataFrame) -> str | None:
+    """The adapter frame kind ``frame`` is, if any."""
     for kind in FRAME_METHODS:
         try:
             schema.validate(frame, kind)
-        except Exception:
+        except SchemaError:
             continue
         return kind
     return None
