@@ -34,6 +34,7 @@ test-oldest: servers
 
 bench: servers $(VENV)/.installed-dev
 	$(BIN)/python bench/bench_query_range.py
+	$(BIN)/python bench/bench_sim.py
 
 # Rebuild datasets/ from the simulator through a real Prometheus (about a minute).
 datasets: servers $(VENV)/.installed-dev

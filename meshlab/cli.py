@@ -1,4 +1,4 @@
-"""The ``meshlab`` command line: ``demo``, ``query``, ``sim serve`` and ``sim backfill``."""
+"""The ``meshlab`` command line: ``demo``, ``query``, ``sim serve``, ``sim backfill`` and ``sim push``."""
 
 from __future__ import annotations
 
@@ -96,6 +96,19 @@ def _sim_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sim_push(args: argparse.Namespace) -> int:
+    from .prometheus.client import redact_url
+    from .sim import load_scenario, push_backfill, simulate
+
+    began = time.perf_counter()
+    traffic = simulate(load_scenario(args.scenario), hours=args.hours)
+    samples = push_backfill(traffic, args.meshes.split(","), args.url)
+    times = traffic.timestamps()
+    print(f"pushed {samples:,} samples ({times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC) to "
+          f"{redact_url(args.url)} in {time.perf_counter() - began:.1f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, exposed for documentation and tests."""
     parser = argparse.ArgumentParser(prog="meshlab", description="Service-mesh golden signals as tidy data.")
@@ -119,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = commands.add_parser("sim", help="the traffic simulator").add_subparsers(dest="sim_command", required=True)
     serve = sim.add_parser("serve", help="serve a scenario's metrics on /metrics for a real Prometheus to scrape")
     backfill = sim.add_parser("backfill", help="write a scenario's metrics as OpenMetrics (and TSDB blocks)")
-    for sub in (serve, backfill):
+    push = sim.add_parser("push", help="send a scenario's whole history to a server by remote write")
+    for sub in (serve, backfill, push):
         sub.add_argument("--scenario", default="shop", help="built-in name or YAML/TOML file (default: %(default)s)")
         sub.add_argument("--meshes", default="linkerd,istio,consul", help="comma-separated (default: %(default)s)")
         sub.add_argument("--hours", type=float, default=None, help="length of the run (default: the scenario's)")
@@ -130,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--out", default="out/openmetrics", help="directory for the files (default: %(default)s)")
     backfill.add_argument("--tsdb", default=None, help="also backfill them into this TSDB directory with promtool")
     backfill.set_defaults(run=_sim_backfill)
+    push.add_argument("url", help="the remote-write URL: http://host:9090/api/v1/write for Prometheus (started with "
+                                  "--web.enable-remote-write-receiver) or VictoriaMetrics, .../api/v1/push for Mimir")
+    push.set_defaults(run=_sim_push)
     return parser
 
 

@@ -22,37 +22,64 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def _assert_linkerd_counts_are_the_truth(prom):
+    """Requests per deployment over the whole (half-hour) run equal the simulator's ground truth."""
+    at = prom.sandbox.traffic.times_ms[-1] / 1000
+    frame = prom.query('sum by (deployment) (increase(request_total{direction="inbound"}[30m]))', time=at)
+    truth = prom.sandbox.truth("traffic", "linkerd")
+    expected = truth.groupby("name", observed=True)["requests"].sum()
+    got = frame.set_index("deployment")["value"]
+    assert got["web"] == expected["web"] and got["api"] == expected["api"]
+
+
+def _never(*args, **kwargs):
+    raise AssertionError("the cached blocks should have been reused")
+
+
 def test_sandbox_serves_the_simulation_and_caches_it(cache, monkeypatch):
     require_binary("prometheus")
-    require_binary("promtool")
     with ml.sandbox(INCIDENTS, meshes=("linkerd", "istio"), hours=0.5) as prom:
         assert isinstance(prom, ml.Prometheus)
+        _assert_linkerd_counts_are_the_truth(prom)
         at = prom.sandbox.traffic.times_ms[-1] / 1000
-        frame = prom.query('sum by (deployment) (increase(request_total{direction="inbound"}[30m]))', time=at)
-        truth = prom.sandbox.truth("traffic", "linkerd")
-        expected = truth.groupby("name", observed=True)["requests"].sum()
-        got = frame.set_index("deployment")["value"]
-        assert got["web"] == expected["web"] and got["api"] == expected["api"]
         assert len(prom.query("istio_requests_total", time=at)) > 0
         pid = prom.sandbox.server.pid
     assert prom.sandbox.server is None
     assert [p.name for p in (cache / "sandbox").iterdir() if not p.name.startswith(".")] == [prom.sandbox.key]
 
-    def no_backfill(*args, **kwargs):
-        raise AssertionError("the cached blocks should have been reused")
-
-    monkeypatch.setattr(sandbox_module, "backfill", no_backfill)
+    monkeypatch.setattr(sandbox_module, "backfill", _never)
+    monkeypatch.setattr(sandbox_module, "push_backfill", _never)
     with ml.sandbox(INCIDENTS, meshes=("linkerd", "istio"), hours=0.5) as again:
         assert again.sandbox.server.pid != pid
         assert again.query('sum(request_total{direction="inbound"})', time=at)["value"].item() > 0
 
 
-def test_sandbox_without_cache_leaves_nothing(cache):
+@pytest.mark.parametrize("load", sandbox_module.LOADERS)
+def test_sandbox_without_cache_leaves_nothing(cache, load):
     require_binary("prometheus")
     require_binary("promtool")
-    with ml.sandbox(INCIDENTS, meshes=("consul",), hours=0.25, cache=False) as prom:
-        assert len(prom.query("envoy_cluster_upstream_rq_total", time=prom.sandbox.traffic.times_ms[-1] / 1000)) > 0
-    assert not cache.exists()
+    with ml.sandbox(INCIDENTS, meshes=("linkerd", "consul"), hours=0.5, cache=False, load=load) as prom:
+        _assert_linkerd_counts_are_the_truth(prom)
+        assert len(prom.query("envoy_cluster_upstream_rq_total", time=prom.sandbox.traffic.times_ms[-1] / 1000))
+        workdir = prom.sandbox.server.workdir
+    assert not cache.exists() and not workdir.exists()
+
+
+def test_blocks_cached_by_promtool_serve_the_default_loader(cache, monkeypatch):
+    require_binary("prometheus")
+    require_binary("promtool")
+    with ml.sandbox(INCIDENTS, meshes=("linkerd",), hours=0.25, load="promtool") as prom:
+        at = prom.sandbox.traffic.times_ms[-1] / 1000
+        first = prom.query("sum(response_total)", time=at)["value"].item()
+    monkeypatch.setattr(sandbox_module, "backfill", _never)
+    monkeypatch.setattr(sandbox_module, "push_backfill", _never)
+    with ml.sandbox(INCIDENTS, meshes=("linkerd",), hours=0.25) as again:
+        assert again.query("sum(response_total)", time=at)["value"].item() == first > 0
+
+
+def test_unknown_loader():
+    with pytest.raises(ValueError, match="unknown load 'scp'; must be one of: remote-write, promtool"):
+        ml.Sandbox(INCIDENTS, load="scp")
 
 
 def test_missing_prometheus_says_how_to_install_it(monkeypatch, cache):

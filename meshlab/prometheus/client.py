@@ -135,7 +135,7 @@ class Prometheus:
             self._owns_session = True
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidArgument(f"url must look like http://host:9090, got {_redact_url(url)!r}")
+            raise InvalidArgument(f"url must look like http://host:9090, got {redact_url(url)!r}")
         if parts.username is not None:
             if auth is None and not any(k.lower() == "authorization" for k in headers or {}):
                 auth = (parts.username, parts.password or "")
@@ -304,6 +304,25 @@ class Prometheus:
 
     # -- transport -----------------------------------------------------------------------
 
+    def post_bytes(self, path: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, str]:
+        """POST a raw body (e.g. a remote-write request) to ``path`` under the URL (``""``: the URL itself).
+
+        Returns the status and the response text.
+
+        The client's session, auth, headers, TLS settings and retries apply; connection
+        failures raise :class:`~meshlab.errors.PrometheusUnavailable`.
+        """
+        try:
+            response = self.session.post(
+                f"{self.url}/{path.lstrip('/')}" if path else self.url, data=body, headers={**self._headers, **headers},
+                auth=self._auth, verify=self._verify, cert=self._cert, timeout=self.timeout,
+            )
+        except requests.exceptions.RequestException as exc:
+            raise self._unavailable(exc) from None
+        with response:
+            return response.status_code, response.text
+
+
     def _fetch_all(self, endpoint: str, param_sets: list[dict[str, str]], promql: str,
                    progress: bool | None) -> list[Parsed]:
         if len(param_sets) == 1:
@@ -413,7 +432,8 @@ def _reason(exc: BaseException) -> str:
     return match.group(0).strip() if match else type(exc).__name__
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
+    """The URL with any ``user:password@`` replaced by ``***@``, for messages."""
     parts = urlsplit(url)
     if parts.username is None:
         return url

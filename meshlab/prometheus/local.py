@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -302,6 +303,9 @@ class LocalPrometheus(_LocalServer):
         A directory of TSDB blocks to start from (copied, never modified).
     config : str, optional
         The ``prometheus.yml`` text; by default an empty config with no scrape jobs.
+    remote_write : bool
+        Accept remote write on ``/api/v1/write`` (for :func:`meshlab.sim.push_backfill`) and
+        enable the admin API for :meth:`snapshot`.
     extra_args : sequence of str
         More command-line flags for ``prometheus``.
     workdir : path-like, optional
@@ -321,8 +325,9 @@ class LocalPrometheus(_LocalServer):
     def __init__(self, openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
                  *, config: str | None = None, extra_args: Sequence[str] = (),
                  workdir: str | os.PathLike[str] | None = None, keep: bool = False,
-                 blocks: str | os.PathLike[str] | None = None):
+                 blocks: str | os.PathLike[str] | None = None, remote_write: bool = False):
         self.binary = find_binary("prometheus", env="MESHLAB_PROMETHEUS")
+        self.remote_write = remote_write
         self.blocks = Path(blocks) if blocks is not None else None
         files = _existing_files(openmetrics)
         self.promtool = find_binary("promtool", env="MESHLAB_PROMTOOL") if files else None
@@ -347,8 +352,32 @@ class LocalPrometheus(_LocalServer):
             f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=100y",
             "--log.level=warn",
+            *(["--web.enable-remote-write-receiver", "--web.enable-admin-api"] if self.remote_write else []),
             *self.extra_args,
         ]
+
+    def snapshot(self, destination: str | os.PathLike[str]) -> Path:
+        """Write everything the server holds, in-memory head included, as TSDB blocks.
+
+        Uses the admin API's snapshot (needs ``remote_write=True``) and moves the blocks into
+        ``destination`` (created if missing; it must be empty). The result can start another
+        server (``LocalPrometheus(blocks=destination)``) without replaying a write-ahead log.
+        """
+        if not self.remote_write:
+            raise MeshlabError("snapshot() needs the admin API; start the server with "
+                               "LocalPrometheus(remote_write=True)")
+        target = Path(destination)
+        target.mkdir(parents=True, exist_ok=True)
+        if any(target.iterdir()):
+            raise MeshlabError(f"cannot snapshot into {str(target)!r}: the directory is not empty")
+        status, text = self.client.post_bytes("/api/v1/admin/tsdb/snapshot?skip_head=false", b"", {})
+        if status != 200:
+            raise MeshlabError(f"prometheus could not snapshot its TSDB (HTTP {status}): {text.strip()[:300]}")
+        made = self.workdir / "data" / "snapshots" / json.loads(text)["data"]["name"]
+        for block in made.iterdir():
+            shutil.move(block, target / block.name)
+        made.rmdir()
+        return target
 
 
 def backfill(openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -455,6 +484,10 @@ class LocalVictoriaMetrics(_LocalServer):
             raise MeshlabError(
                 f"VictoriaMetrics refused {str(path)!r}: HTTP {response.status_code} {response.text[:300]}"
             )
+        self.force_flush()
+
+    def force_flush(self) -> None:
+        """Make everything written so far searchable (imports and remote writes are buffered)."""
         requests.get(self.url + "/internal/force_flush", timeout=60).raise_for_status()
 
 

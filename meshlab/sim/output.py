@@ -10,6 +10,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,7 +19,10 @@ from .meshes import mesh_families
 from .render import CHUNK_SECONDS, Block, Family, render_chunks
 from .traffic import Traffic
 
-__all__ = ["exposition", "format_le", "mesh_chunks", "write_backfill"]
+if TYPE_CHECKING:
+    from ..prometheus.client import Prometheus
+
+__all__ = ["exposition", "format_le", "mesh_chunks", "push_backfill", "write_backfill"]
 
 
 def format_le(bound: float) -> str:
@@ -45,21 +49,28 @@ def _openmetrics_type(family: Family) -> tuple[str, str]:
     return family.name, family.type
 
 
-def _rows(block: Block) -> tuple[list[list[str]], np.ndarray]:
+def _lines(block: Block) -> tuple[list[list[tuple[str, dict[str, str]]]], np.ndarray]:
+    """Every sample line of a block: ``(name, labels)`` per line of each group, and values.
+
+    A group is one counter or gauge series, or one histogram label set's buckets, ``_count``
+    and ``_sum``; values are ``[group, scrape, line]``.
+    """
     family = block.family
     if family.type != "histogram":
-        prefixes = [[name + format_labels(labels)] for name, labels in zip(block.names, block.labels, strict=True)]
-        return prefixes, block.values[:, :, None]
+        return [[(name, dict(labels))] for name, labels in zip(block.names, block.labels, strict=True)], \
+            block.values[:, :, None]
     les = [format_le(b) for b in family.le]
-    prefixes = []
-    for labels in block.labels:
-        body = format_labels(labels)[1:-1]
-        joiner = "," if body else ""
-        prefixes.append([f'{family.name}_bucket{{{body}{joiner}le="{le}"}}' for le in les]
-                        + [f"{family.name}_count{{{body}}}", f"{family.name}_sum{{{body}}}"])
+    groups = [[(f"{family.name}_bucket", {**labels, "le": le}) for le in les]
+              + [(f"{family.name}_count", dict(labels)), (f"{family.name}_sum", dict(labels))]
+              for labels in block.labels]
     assert block.buckets is not None and block.sums is not None
     values = np.concatenate([block.buckets, block.buckets[..., -1:], block.sums[..., None]], axis=-1)
-    return prefixes, values
+    return groups, values
+
+
+def _rows(block: Block) -> tuple[list[list[str]], np.ndarray]:
+    groups, values = _lines(block)
+    return [[name + format_labels(labels) for name, labels in group] for group in groups], values
 
 
 def write_chunk(path: Path, blocks: Iterable[Block], times_ms: np.ndarray) -> int:
@@ -101,6 +112,67 @@ def write_backfill(traffic: Traffic, meshes: Sequence[str], directory: str | os.
         total += write_chunk(path, blocks, traffic.times_ms[scrapes])
         paths.append(path)
     return paths, total
+
+
+#: Remote write goes out in slices of this length, oldest first: Prometheus refuses samples
+#: more than half a block (an hour) older than the newest it holds.
+PUSH_SLICE_SECONDS = 30 * 60
+
+
+def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | str, *,
+                  concurrency: int = 2) -> int:
+    """Send every mesh's metrics for the whole run to a server by remote write.
+
+    The fast way to load a run: a day of 30 workloads goes into a local Prometheus about
+    five times faster than through OpenMetrics and promtool (``bench/bench_sim.py``). Chunks
+    are rendered one at a time and sent in 30-minute slices, oldest first, each stored
+    before the next is sent (while the next is encoded), so Prometheus' in-order window always holds.
+
+    Parameters
+    ----------
+    traffic : Traffic
+        The simulated run.
+    meshes : sequence of str
+        Whose metrics to render.
+    target : Prometheus or str
+        A client for a server that accepts remote write on ``/api/v1/write`` (Prometheus
+        started with ``--web.enable-remote-write-receiver``, as
+        ``LocalPrometheus(remote_write=True)`` is; VictoriaMetrics), or a remote-write URL
+        such as ``http://host:9009/api/v1/push`` for Mimir (see
+        :class:`~meshlab.prometheus.remote_write.RemoteWriter`).
+    concurrency : int
+        Requests in flight at once.
+
+    Returns
+    -------
+    int
+        The number of samples the server accepted.
+
+    Raises
+    ------
+    PrometheusError
+        With the server's own message when it refuses a request, and how many samples it
+        had stored by then (those stay stored).
+    """
+    from ..prometheus.remote_write import RemoteWriter, encode_labels, encode_timeseries
+
+    per_slice = max(int(PUSH_SLICE_SECONDS // traffic.interval_s), 1)
+    with RemoteWriter(target, concurrency=concurrency) as writer:
+        for scrapes, blocks in mesh_chunks(traffic, meshes):
+            times = traffic.times_ms[scrapes]
+            encoded = []
+            for block in blocks:
+                groups, values = _lines(block)
+                labels = [encode_labels({"__name__": name, **labels}) for group in groups for name, labels in group]
+                flat = values.transpose(0, 2, 1).reshape(len(labels), len(times))  # one row per line
+                encoded.append((labels, flat))
+            for lo in range(0, len(times), per_slice):
+                hi = min(lo + per_slice, len(times))
+                for labels, flat in encoded:
+                    writer.write(encode_timeseries(labels, flat[:, lo:hi], times[lo:hi]))
+                writer.barrier()
+        writer.flush()
+        return writer.samples
 
 
 def exposition(blocks: Iterable[Block], index: int) -> str:

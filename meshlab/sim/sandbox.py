@@ -3,10 +3,12 @@
 >>> with ml.sandbox(scenario="shop", meshes=("linkerd", "istio"), hours=2) as prom:   # doctest: +SKIP
 ...     prom.query("sum by (deployment) (rate(response_total[5m]))")
 
-The scenario is simulated, written as OpenMetrics, backfilled with promtool and served
-by ``prometheus`` from PATH on a free loopback port; on exit the server is stopped by
-PID and its data removed. The backfilled blocks are cached (keyed by meshlab's version,
-the scenario and the arguments), so the next sandbox of the same run starts in seconds;
+The scenario is simulated and loaded into ``prometheus`` from PATH, on a free loopback
+port: pushed by remote write (the default, about five times faster), or written as
+OpenMetrics and backfilled with promtool (``load="promtool"``). On exit the server is
+stopped by PID and its data removed. The run's TSDB blocks are cached (keyed by meshlab's
+version, the scenario and the arguments), so the next sandbox of the same run starts in
+well under a second;
 the cache keeps to ``$MESHLAB_CACHE_MAX_BYTES`` (2 GiB by default), dropping the least
 recently used runs first (:func:`prune_cache`).
 """
@@ -19,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,13 +33,15 @@ from ..errors import InvalidArgument, MeshlabError
 from ..prometheus.client import Prometheus
 from ..prometheus.local import LocalPrometheus, backfill, find_binary
 from .meshes import check_mesh
-from .output import write_backfill
+from .output import push_backfill, write_backfill
 from .scenario import Scenario, load_scenario
 from .traffic import Traffic, simulate
 
 __all__ = ["Sandbox", "cache_dir", "prune_cache", "sandbox"]
 
 DEFAULT_MESHES = ("linkerd", "istio", "consul")
+#: How a sandbox loads its run into Prometheus; the first is the default.
+LOADERS = ("remote-write", "promtool")
 #: How much the sandbox cache may hold before the least recently used runs are removed.
 CACHE_MAX_BYTES = 2 * 2**30
 
@@ -126,10 +130,16 @@ class Sandbox:
     """
 
     def __init__(self, scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
-                 meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *, cache: bool = True):
+                 meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *, cache: bool = True,
+                 load: str = "remote-write"):
         for name in meshes:
             check_mesh(name)
+        if load not in LOADERS:
+            raise InvalidArgument(f"unknown load {load!r}; must be one of: {', '.join(LOADERS)}")
         find_binary("prometheus", env="MESHLAB_PROMETHEUS")  # fail early, with how to install it
+        if load == "promtool":
+            find_binary("promtool", env="MESHLAB_PROMTOOL")
+        self.load = load
         self.scenario = load_scenario(scenario)
         self.meshes = tuple(meshes)
         self.traffic: Traffic = simulate(self.scenario, hours=hours)
@@ -143,17 +153,16 @@ class Sandbox:
                 "scrapes": self.traffic.n}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
-    def _cached_blocks(self) -> Path:
-        """The run's TSDB blocks in the cache, backfilled on first use."""
-        target = cache_dir() / "sandbox" / self.key
-        if target.exists():
-            return target
+    def _cache_path(self) -> Path:
+        return cache_dir() / "sandbox" / self.key
+
+    def _store_in_cache(self, fill: Callable[[Path], object]) -> Path:
+        """Fill a staging directory with the run's blocks and move it into the cache atomically."""
+        target = self._cache_path()
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
         try:
-            with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
-                files, _ = write_backfill(self.traffic, self.meshes, tmp)
-                backfill(files, staging)
+            fill(staging)
             os.replace(staging, target)  # atomic: a half-written cache is never used
         except OSError:
             if not target.exists():
@@ -163,26 +172,55 @@ class Sandbox:
         prune_cache(keep=[target])
         return target
 
-    def start(self) -> Sandbox:
-        """Build (or reuse) the blocks and start Prometheus."""
-        if self.cache:
-            _cache_budget()  # a bad setting fails before the work, not after
-            for _attempt in range(2):
-                blocks = self._cached_blocks()
-                with _cache_lock(shared=True):  # no pruning while Prometheus copies the run
-                    if not blocks.exists():
-                        continue  # pruned by another process since it was built: build it again
-                    os.utime(blocks)  # a use: the least recently used runs are pruned first
-                    self.server = LocalPrometheus(blocks=blocks)
-                    self.server.start()
-                    return self
-            raise MeshlabError("the sandbox cache was pruned twice while this run was being built; raise "
-                               "MESHLAB_CACHE_MAX_BYTES or pass cache=False")
+    def _backfill_blocks(self, directory: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
             files, _ = write_backfill(self.traffic, self.meshes, tmp)
-            self.server = LocalPrometheus(openmetrics=files)  # promtool writes straight into its TSDB
-            self.server.start()
-        return self
+            backfill(files, directory)
+
+    def _pushed_server(self) -> LocalPrometheus:
+        """A running Prometheus loaded by remote write."""
+        server = LocalPrometheus(remote_write=True)
+        server.start()
+        try:
+            push_backfill(self.traffic, self.meshes, server.client)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def start(self) -> Sandbox:
+        """Load the run into Prometheus (or reuse its cached blocks) and start serving it."""
+        if not self.cache:
+            if self.load == "remote-write":
+                self.server = self._pushed_server()
+                return self
+            with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
+                files, _ = write_backfill(self.traffic, self.meshes, tmp)
+                self.server = LocalPrometheus(openmetrics=files)  # promtool writes straight into its TSDB
+                self.server.start()
+            return self
+        _cache_budget()  # a bad setting fails before the work, not after
+        if self.load == "remote-write" and not self._cache_path().exists():
+            self.server = self._pushed_server()  # serve the loaded server; cache a snapshot of it
+            try:
+                self._store_in_cache(self.server.snapshot)
+            except BaseException:
+                self.stop()
+                raise
+            return self
+        for _attempt in range(2):
+            blocks = self._cache_path()
+            if not blocks.exists():
+                self._store_in_cache(self._backfill_blocks)
+            with _cache_lock(shared=True):  # no pruning while Prometheus copies the run
+                if not blocks.exists():
+                    continue  # pruned by another process since it was built: build it again
+                os.utime(blocks)  # a use: the least recently used runs are pruned first
+                self.server = LocalPrometheus(blocks=blocks)
+                self.server.start()
+                return self
+        raise MeshlabError("the sandbox cache was pruned twice while this run was being built; raise "
+                           "MESHLAB_CACHE_MAX_BYTES or pass cache=False")
 
     @property
     def prometheus(self) -> Prometheus:
@@ -220,7 +258,7 @@ class Sandbox:
 @contextmanager
 def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
             meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *,
-            cache: bool = True) -> Iterator[Prometheus]:
+            cache: bool = True, load: str = "remote-write") -> Iterator[Prometheus]:
     """Simulate a scenario into a real local Prometheus and yield a client for it.
 
     Parameters
@@ -233,7 +271,12 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
     hours : float, optional
         How much history; the scenario's own duration by default.
     cache : bool
-        Reuse (and keep) backfilled blocks for identical runs.
+        Reuse (and keep) the TSDB blocks of identical runs.
+    load : {"remote-write", "promtool"}
+        How the run gets into Prometheus: pushed by remote write into the running server
+        (about five times faster), or written as OpenMetrics and backfilled with
+        ``promtool tsdb create-blocks-from openmetrics`` before it starts. Both hold the same
+        samples.
 
     Yields
     ------
@@ -243,10 +286,11 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
     Raises
     ------
     BinaryNotFoundError
-        When ``prometheus`` or ``promtool`` is not on PATH, saying how to install them:
-        ``apt-get install prometheus`` or ``conda install -c conda-forge prometheus``.
+        When ``prometheus`` (or, for ``load="promtool"``, ``promtool``) is not on PATH, saying
+        how to install it: ``apt-get install prometheus`` or ``conda install -c conda-forge
+        prometheus``.
     """
-    box = Sandbox(scenario, meshes, hours, cache=cache)
+    box = Sandbox(scenario, meshes, hours, cache=cache, load=load)
     with box:
         client = box.prometheus
         client.sandbox = box  # type: ignore[attr-defined]
