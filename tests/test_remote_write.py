@@ -14,6 +14,7 @@ from meshlab.errors import PrometheusError, PrometheusUnavailable
 from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, free_port
 from meshlab.prometheus.remote_write import RemoteWriter, encode_labels, encode_timeseries
 from meshlab.sim import push_backfill
+from meshlab.sim.output import PUSH_SLICE_SECONDS, mesh_chunks
 
 from .conftest import require_binary, stored_samples
 
@@ -146,9 +147,12 @@ def test_a_refused_request_reports_the_servers_reason_and_what_was_kept():
         writer.flush()
         writer.write(encode_timeseries(labels, np.ones((1, 1)), np.array([T0 - 3 * 3600_000])))  # 3 h too old
         with pytest.raises(PrometheusError, match=r"refused a remote-write request of 1 samples \(HTTP 400\): "
-                                                  r".*out of bounds.*it had accepted 3 samples before"):
+                                                  r".*out of bounds.*it had acknowledged 3 samples before; "
+                                                  r"Prometheus takes samples at most an hour older"):
             writer.flush()
-        writer.close()
+        with pytest.raises(PrometheusError, match=r"stopped after an earlier failure: .*out of bounds"):
+            writer.write(encode_timeseries(labels, np.ones((1, 1)), np.array([T0 + 60_000])))
+        writer.close()  # the failure was reported once; closing does not raise it again
         assert stored_samples(server.client, (T0 + 30_000) / 1000, "1h") == 3
 
 
@@ -157,6 +161,145 @@ def test_an_unreachable_server_is_reported_without_its_credentials():
     with pytest.raises(PrometheusUnavailable, match="could not connect") as raised:
         _write_one_sample(url)
     assert "s3cret" not in str(raised.value) and "s3cret" not in repr(raised.value)
+
+
+def _rendered_samples(traffic, meshes) -> int:
+    """Samples the simulator renders for a run (not NaN), counted from its blocks."""
+    total = 0
+    for _, blocks in mesh_chunks(traffic, meshes):
+        for block in blocks:
+            values = block.values if block.buckets is None else np.concatenate(
+                [block.buckets, block.buckets[..., -1:], block.sums[..., None]], axis=-1)
+            total += int((~np.isnan(values)).sum())
+    return total
+
+
+@pytest.fixture(scope="module")
+def three_hours():
+    """Three hours of the incidents scenario: long enough to break Prometheus' one-hour window if slicing fails."""
+    from meshlab.sim import load_scenario, simulate
+
+    from .test_sim import INCIDENTS
+
+    return simulate(load_scenario(INCIDENTS), hours=3)
+
+
+def test_a_long_run_in_many_small_concurrent_requests_is_stored_whole(three_hours):
+    require_binary("prometheus")
+    expected = _rendered_samples(three_hours, ["linkerd", "istio"])
+    with LocalPrometheus(remote_write=True) as server:
+        pushed = push_backfill(three_hours, ["linkerd", "istio"], server.client, concurrency=3,
+                               max_request_bytes=256 << 10)
+        assert pushed == expected
+        assert stored_samples(server.client, three_hours.times_ms[-1] / 1000, "4h") == expected
+
+
+class _Receiver:
+    """A local remote-write receiver that decodes each request and records when it came and went.
+
+    It speaks the protocol (snappy, protobuf) and answers like Prometheus: 204, or 400 with
+    a message for the request that holds ``refuse_at`` (a timestamp).
+    """
+
+    def __init__(self, refuse_at: int | None = None, unavailable_first: int = 0):
+        import http.server
+        import random
+        import threading
+        import time
+
+        import cramjam
+
+        self.log: list[dict] = []
+        self.unavailable_left = unavailable_first
+        lock = threading.Lock()
+        clock = iter(range(10**9))
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with lock:
+                    arrived = next(clock)
+                    receiver.unavailable_left -= 1
+                    if receiver.unavailable_left >= 0:
+                        self.send_response(503)  # as a restarting server or a load balancer would
+                        self.end_headers()
+                        return
+                request = WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+                stamps = [s.timestamp for ts in request.timeseries for s in ts.samples]
+                time.sleep(random.uniform(0, 0.02))  # let requests overtake each other if the client allows it
+                refused = refuse_at is not None and min(stamps) <= refuse_at <= max(stamps)
+                with lock:
+                    receiver.log.append({"arrived": arrived, "done": next(clock), "first": min(stamps),
+                                         "last": max(stamps), "samples": len(stamps), "refused": refused})
+                self.send_response(400 if refused else 204)
+                self.end_headers()
+                if refused:
+                    self.wfile.write(b"out of bounds")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/v1/write"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _slice_of(stamp_ms: int, traffic) -> int:
+    return int((stamp_ms - traffic.times_ms[0]) // (PUSH_SLICE_SECONDS * 1000))
+
+
+def test_no_request_of_a_later_slice_starts_before_the_earlier_slices_are_stored(three_hours):
+    """A local HTTP receiver speaking the real protocol (Prometheus cannot be slowed down on demand)."""
+    receiver = _Receiver()
+    try:
+        pushed = push_backfill(three_hours, ["linkerd"], receiver.url, concurrency=4, max_request_bytes=64 << 10)
+    finally:
+        receiver.close()
+    log = receiver.log
+    assert sum(r["samples"] for r in log) == pushed == _rendered_samples(three_hours, ["linkerd"])
+    slices = [_slice_of(r["first"], three_hours) for r in log]
+    assert slices == [_slice_of(r["last"], three_hours) for r in log]  # a request never spans two slices
+    every_slice = list(range(_slice_of(three_hours.times_ms[-1], three_hours) + 1))
+    assert sorted(set(slices)) == every_slice and len(log) > 2 * len(every_slice)  # several requests per slice
+    for request, k in zip(log, slices, strict=True):
+        earlier = [r for r, j in zip(log, slices, strict=True) if j < k]
+        assert all(r["done"] < request["arrived"] for r in earlier)
+
+
+def test_after_a_refusal_no_later_slice_is_sent(three_hours):
+    refuse_at = int(three_hours.times_ms[0]) + 2 * PUSH_SLICE_SECONDS * 1000 + 15_000  # early in slice 2
+    receiver = _Receiver(refuse_at=refuse_at)
+    try:
+        with pytest.raises(PrometheusError, match=r"HTTP 400\): out of bounds; it had acknowledged") as raised:
+            push_backfill(three_hours, ["linkerd"], receiver.url, concurrency=4, max_request_bytes=64 << 10)
+    finally:
+        receiver.close()
+    assert "not sent" not in str(raised.value)
+    assert [r for r in receiver.log if r["refused"]]
+    assert max(_slice_of(r["first"], three_hours) for r in receiver.log) == 2
+
+
+def test_a_remote_write_url_gets_the_clients_retries():
+    receiver = _Receiver(unavailable_first=2)
+    try:
+        _write_one_sample(receiver.url)
+    finally:
+        receiver.close()
+    assert receiver.unavailable_left == -1 and [r["samples"] for r in receiver.log] == [1]
+
+
+@pytest.mark.parametrize("url", ["http://meshlab:s3c/ret@127.0.0.1:9/api/v1/write",
+                                 "http://meshlab:s3c#ret@127.0.0.1:9/api/v1/write",
+                                 "http://meshlab:123/ret@127.0.0.1:9/api/v1/write"])
+def test_a_password_with_unencoded_delimiters_is_refused_unseen(url):
+    with pytest.raises(ValueError, match=r"percent-encode") as raised:
+        RemoteWriter(url)
+    assert "s3c" not in str(raised.value) and "ret" not in str(raised.value) and "123" not in str(raised.value)
 
 
 def test_push_backfill_stores_the_same_samples_as_promtool(sim_run, sim_files):

@@ -136,6 +136,14 @@ class Prometheus:
         parts = urlsplit(url.strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidArgument(f"url must look like http://host:9090, got {redact_url(url)!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise InvalidArgument(f"url has no valid port: {redact_url(url)!r}; if a password is in it, "
+                                  "percent-encode its '/', '?', '#' and '@' (urllib.parse.quote)") from None
+        if "@" in parts.path + parts.query + parts.fragment:
+            raise InvalidArgument(f"url has an '@' after the host: {redact_url(url)!r}; if a password is in it, "
+                                  "percent-encode its '/', '?', '#' and '@' (urllib.parse.quote)")
         if parts.username is not None:
             if auth is None and not any(k.lower() == "authorization" for k in headers or {}):
                 auth = (parts.username, parts.password or "")
@@ -167,6 +175,7 @@ class Prometheus:
         )
         adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(self.max_workers, 10))
         self.session.mount(self.url + "/", adapter)
+        self.session.mount(self.url, adapter)  # the URL itself, e.g. a remote-write endpoint
 
     def __repr__(self) -> str:
         extras = []
@@ -312,13 +321,16 @@ class Prometheus:
         The client's session, auth, headers, TLS settings and retries apply; connection
         failures raise :class:`~meshlab.errors.PrometheusUnavailable`.
         """
+        failure: PrometheusUnavailable | None = None
         try:
             response = self.session.post(
                 f"{self.url}/{path.lstrip('/')}" if path else self.url, data=body, headers={**self._headers, **headers},
                 auth=self._auth, verify=self._verify, cert=self._cert, timeout=self.timeout,
             )
         except requests.exceptions.RequestException as exc:
-            raise self._unavailable(exc) from None
+            failure = self._unavailable(exc)
+        if failure is not None:  # raised outside the handler: the request and its headers are not kept
+            raise failure
         with response:
             return response.status_code, response.text
 
@@ -368,7 +380,11 @@ class Prometheus:
                 timeout=self.timeout, stream=True,
             )
         except requests.exceptions.RequestException as exc:
-            raise self._unavailable(exc) from None
+            failure: PrometheusUnavailable | None = self._unavailable(exc)
+        else:
+            failure = None
+        if failure is not None:  # raised outside the handler: the request and its headers are not kept
+            raise failure
         with response:
             body = bytearray()
             try:
@@ -433,11 +449,18 @@ def _reason(exc: BaseException) -> str:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any ``user:password@`` replaced by ``***@``, for messages."""
+    """The URL with any ``user:password@`` replaced by ``***@``, for messages.
+
+    A password with an unencoded ``/``, ``?`` or ``#`` hides its ``@`` from the URL parser,
+    so any ``@`` after the scheme redacts everything up to the last one.
+    """
     parts = urlsplit(url)
-    if parts.username is None:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    if parts.username is not None:
+        return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
 
 
 def _not_json_message(url: str, status: int, content_type: str, body: bytearray) -> str:

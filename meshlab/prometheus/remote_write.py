@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -135,14 +135,19 @@ def encode_timeseries(labels: Sequence[bytes], values: np.ndarray, times_ms: np.
         offset += size
 
 
+class _NotSent(Exception):
+    """A request left unsent because an earlier one failed."""
+
+
 class RemoteWriter:
     """Send ``TimeSeries`` messages to a remote-write endpoint in batched, compressed requests.
 
     Messages are buffered into requests of about ``max_request_bytes`` and sent by
-    ``concurrency`` threads. Prometheus refuses samples more than an hour older than the
-    newest it holds, so callers that write history in time order call :meth:`barrier`
-    between time slices: later requests wait until the earlier ones are stored, while the
-    caller goes on encoding. :meth:`flush` waits for everything.
+    ``concurrency`` threads. Prometheus (with its default 2-hour blocks) refuses samples
+    more than an hour older than the newest it holds, so callers that write history in
+    time order call :meth:`barrier` between time slices: later requests wait until the
+    earlier ones are stored, while the caller goes on encoding. :meth:`flush` waits for
+    everything.
 
     Parameters
     ----------
@@ -161,21 +166,29 @@ class RemoteWriter:
     Attributes
     ----------
     samples : int
-        Samples the server has accepted so far.
+        Samples the server acknowledged. A server may acknowledge and still drop samples
+        (VictoriaMetrics drops those older than its retention period).
+
+    Notes
+    -----
+    When the server refuses a request, :meth:`barrier` or :meth:`flush` raises its
+    message once; requests of later slices are never sent, and the writer refuses more
+    work. Requests of the same slice already in flight may still be stored (and counted).
     """
 
     def __init__(self, target: Prometheus | str, *, max_request_bytes: int = MAX_REQUEST_BYTES,
                  concurrency: int = 2):
         import cramjam  # only writers need snappy
 
+        if max_request_bytes < 1 or concurrency < 1:
+            raise InvalidArgument("max_request_bytes and concurrency must be positive")
         self._compress = cramjam.snappy.compress_raw
+        self._owns_client = not isinstance(target, Prometheus)
         if isinstance(target, Prometheus):
             self.client, self._path = target, "/api/v1/write"
         else:
             self.client, self._path = Prometheus(target), ""
         self.url = self.client.url + self._path
-        if max_request_bytes < 1 or concurrency < 1:
-            raise InvalidArgument("max_request_bytes and concurrency must be positive")
         self.max_request_bytes = int(max_request_bytes)
         self.samples = 0
         self._buffer: list[bytes] = []
@@ -185,10 +198,12 @@ class RemoteWriter:
         self._pending: list[Future[None]] = []
         self._fence: list[Future[None]] = []      # what requests written now must wait for
         self._previous_fence: list[Future[None]] = []
+        self._failure: BaseException | None = None
         self._lock = threading.Lock()
 
     def write(self, timeseries: Iterable[tuple[bytes, int]]) -> None:
         """Queue encoded ``TimeSeries`` (as :func:`encode_timeseries` yields them)."""
+        self._check_usable()
         for message, count in timeseries:
             self._buffer.append(message)
             self._buffered_bytes += len(message)
@@ -202,39 +217,65 @@ class RemoteWriter:
         Returns at once, unless two barriers' worth of requests are still unsent: then it
         waits for the older one, so encoding never runs far ahead of the server.
         """
+        self._check_usable()
         self._send_buffer()
-        _wait(self._previous_fence)
+        self._wait(self._previous_fence)
         self._previous_fence, self._fence = self._fence, list(self._pending)
 
     def flush(self) -> None:
-        """Send what is buffered and wait until the server has accepted every request.
+        """Send what is buffered and wait until the server has acknowledged every request.
 
         Raises
         ------
         PrometheusError
             The server's own message for the first request it refused, with how many
-            samples it had accepted; the requests after it are not sent.
+            samples it had acknowledged by then.
         """
+        self._check_usable()
         self._send_buffer()
-        pending, self._pending = self._pending, []
-        self._fence, self._previous_fence = [], []
-        _wait(pending)
+        self._wait(self._pending)
+        self._pending, self._fence, self._previous_fence = [], [], []
 
     def close(self) -> None:
-        """Flush, then stop the sending threads."""
+        """Flush (unless a request already failed), then stop the sending threads."""
         try:
-            self.flush()
+            if self._failure is None:
+                self.flush()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._owns_client:
+                self.client.close()
 
     def __enter__(self) -> RemoteWriter:
         return self
 
     def __exit__(self, exc_type: object, *exc: object) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        if exc_type is not None and self._failure is None:
+            self._failure = PrometheusError("the writer was abandoned by an exception")
+        self.close()
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise PrometheusError(f"this remote writer stopped after an earlier failure: {self._failure}")
+
+    def _wait(self, futures: list[Future[None]]) -> None:
+        """Wait for ``futures``; on a failure cancel everything unsent and raise the first real error."""
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                future.result()
+            except BaseException as exc:  # a server's refusal, a broken connection, a skipped request
+                if failure is None or isinstance(failure, (_NotSent, CancelledError)):
+                    failure = exc
+        if failure is None:
+            return
+        for future in self._pending:
+            future.cancel()
+        self._pending, self._fence, self._previous_fence = [], [], []
+        if isinstance(failure, (_NotSent, CancelledError)):
+            failure = PrometheusError(f"requests to {self.url} were not sent after an earlier failure")
+        self._failure = failure
+        raise failure
 
     def _send_buffer(self) -> None:
         if not self._buffer:
@@ -242,11 +283,16 @@ class RemoteWriter:
         body = b"".join(self._buffer)
         count = self._buffered_samples
         self._buffer, self._buffered_bytes, self._buffered_samples = [], 0, 0
+        # forget requests already stored; keep the failed ones to report
         self._pending = [f for f in self._pending if not f.done() or f.cancelled() or f.exception() is not None]
         self._pending.append(self._pool.submit(self._post, body, count, self._fence))
 
     def _post(self, body: bytes, count: int, after: list[Future[None]]) -> None:
-        _wait(after)
+        for earlier in after:
+            try:
+                earlier.result()
+            except BaseException:
+                raise _NotSent() from None  # the earlier request's own error is reported, once
         status, text = self.client.post_bytes(self._path, bytes(self._compress(body)), _HEADERS)
         if status == 404:
             raise PrometheusError(
@@ -256,23 +302,12 @@ class RemoteWriter:
         if status >= 300:
             with self._lock:
                 accepted = self.samples
+            hint = ""
+            if "out of bounds" in text or "too old" in text:
+                hint = ("; Prometheus takes samples at most an hour older than the newest it holds, so history "
+                        "must go oldest first into a server that holds nothing newer (a fresh one)")
             raise PrometheusError(
                 f"{self.url} refused a remote-write request of {count:,} samples (HTTP {status}): "
-                f"{text.strip()[:300]}; it had accepted {accepted:,} samples before")
+                f"{text.strip()[:300]}; it had acknowledged {accepted:,} samples before{hint}")
         with self._lock:
             self.samples += count
-
-
-def _wait(futures: list[Future[None]]) -> None:
-    """Wait for every future; re-raise the first failure, cancelling what has not started."""
-    failure: BaseException | None = None
-    for future in futures:
-        try:
-            future.result()
-        except BaseException as exc:
-            if failure is None:
-                failure = exc
-                for rest in futures:
-                    rest.cancel()
-    if failure is not None:
-        raise failure

@@ -3,7 +3,7 @@
 >>> from meshlab import sim
 >>> traffic = sim.simulate(sim.load_scenario("shop"), hours=1)
 >>> files, samples = sim.write_backfill(traffic, ["linkerd", "istio"])      # doctest: +SKIP
->>> samples = sim.push_backfill(traffic, ["linkerd"], "http://127.0.0.1:8428")  # doctest: +SKIP
+>>> samples = sim.push_backfill(traffic, ["linkerd"], "http://127.0.0.1:8428/api/v1/write")  # doctest: +SKIP
 >>> sim.truth.traffic_truth(traffic, "linkerd").head()                      # doctest: +SKIP
 """
 

@@ -120,13 +120,16 @@ PUSH_SLICE_SECONDS = 30 * 60
 
 
 def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | str, *,
-                  concurrency: int = 2) -> int:
+                  concurrency: int = 2, max_request_bytes: int | None = None) -> int:
     """Send every mesh's metrics for the whole run to a server by remote write.
 
     The fast way to load a run: a day of 30 workloads goes into a local Prometheus about
-    five times faster than through OpenMetrics and promtool (``bench/bench_sim.py``). Chunks
+    six times faster than through OpenMetrics and promtool (``bench/bench_sim.py``). Chunks
     are rendered one at a time and sent in 30-minute slices, oldest first, each stored
-    before the next is sent (while the next is encoded), so Prometheus' in-order window always holds.
+    before the next is sent (while the next is encoded), so Prometheus' in-order window
+    (an hour behind the newest sample) always holds. The server must hold nothing newer
+    than the run's start: a fresh one, or one whose data ends earlier. Push all meshes in
+    one call.
 
     Parameters
     ----------
@@ -142,22 +145,27 @@ def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | 
         :class:`~meshlab.prometheus.remote_write.RemoteWriter`).
     concurrency : int
         Requests in flight at once.
+    max_request_bytes : int, optional
+        Uncompressed bytes per request (4 MiB by default).
 
     Returns
     -------
     int
-        The number of samples the server accepted.
+        The number of samples the server acknowledged. VictoriaMetrics acknowledges and
+        then drops samples older than its retention period (a month by default): start it
+        with a longer ``-retentionPeriod`` for old runs.
 
     Raises
     ------
     PrometheusError
         With the server's own message when it refuses a request, and how many samples it
-        had stored by then (those stay stored).
+        had acknowledged by then (those stay stored).
     """
     from ..prometheus.remote_write import RemoteWriter, encode_labels, encode_timeseries
 
     per_slice = max(int(PUSH_SLICE_SECONDS // traffic.interval_s), 1)
-    with RemoteWriter(target, concurrency=concurrency) as writer:
+    sizing = {} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}
+    with RemoteWriter(target, concurrency=concurrency, **sizing) as writer:
         for scrapes, blocks in mesh_chunks(traffic, meshes):
             times = traffic.times_ms[scrapes]
             encoded = []

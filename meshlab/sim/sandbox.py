@@ -180,8 +180,8 @@ class Sandbox:
     def _pushed_server(self) -> LocalPrometheus:
         """A running Prometheus loaded by remote write."""
         server = LocalPrometheus(remote_write=True)
-        server.start()
         try:
+            server.start()
             push_backfill(self.traffic, self.meshes, server.client)
         except BaseException:
             server.stop()
@@ -200,16 +200,16 @@ class Sandbox:
                 self.server.start()
             return self
         _cache_budget()  # a bad setting fails before the work, not after
-        if self.load == "remote-write" and not self._cache_path().exists():
-            self.server = self._pushed_server()  # serve the loaded server; cache a snapshot of it
-            try:
-                self._store_in_cache(self.server.snapshot)
-            except BaseException:
-                self.stop()
-                raise
-            return self
         for _attempt in range(2):
             blocks = self._cache_path()
+            if not blocks.exists() and self.load == "remote-write":
+                self.server = self._pushed_server()  # serve the loaded server; cache a snapshot of it
+                try:
+                    self._store_in_cache(self.server.snapshot)
+                except BaseException:
+                    self.stop()
+                    raise
+                return self
             if not blocks.exists():
                 self._store_in_cache(self._backfill_blocks)
             with _cache_lock(shared=True):  # no pruning while Prometheus copies the run
