@@ -334,7 +334,6 @@ class Prometheus:
         with response:
             return response.status_code, response.text
 
-
     def _fetch_all(self, endpoint: str, param_sets: list[dict[str, str]], promql: str,
                    progress: bool | None) -> list[Parsed]:
         if len(param_sets) == 1:
