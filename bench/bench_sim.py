@@ -23,14 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from meshlab.prometheus.local import LocalPrometheus, backfill
+from meshlab.prometheus.local import LocalPrometheus, backfill, stored_samples
 from meshlab.sim import layered_scenario, push_backfill, simulate, write_backfill
-
-
-def _stored(client, at: float, hours: float) -> float:
-    window = f"{int(hours * 3600) + 60}s"
-    return sum(client.query(f"sum(count_over_time({name}[{window}]))", time=at)["value"].sum()
-               for name in client.get("label/__name__/values"))
 
 
 def main() -> None:
@@ -46,6 +40,7 @@ def main() -> None:
         traffic = simulate(scenario)
         simulated = time.perf_counter() - t0
         at = traffic.times_ms[-1] / 1000
+        lookback = f"{int(args.hours * 3600) + 60}s"
 
         t0 = time.perf_counter()
         files, samples = write_backfill(traffic, meshes, Path(tmp) / "om")
@@ -58,7 +53,7 @@ def main() -> None:
         for f in files:
             f.unlink()
         with LocalPrometheus(blocks=blocks) as server:
-            assert _stored(server.client, at, args.hours) == samples, "promtool lost samples"
+            assert stored_samples(server.client, at, lookback) == samples, "promtool lost samples"
 
         t3 = time.perf_counter()
         with LocalPrometheus(remote_write=True) as server:
@@ -67,7 +62,8 @@ def main() -> None:
             t5 = time.perf_counter()
             server.snapshot(Path(tmp) / "pushed-blocks")
             t6 = time.perf_counter()
-            assert pushed == samples and _stored(server.client, at, args.hours) == samples, "remote write lost samples"
+            stored = stored_samples(server.client, at, lookback)
+            assert pushed == samples and stored == samples, "remote write lost samples"
 
     pods = sum(len(p) for p in traffic.pods.values())
     promtool_total = simulated + (t2 - t0)

@@ -32,15 +32,6 @@ def upstream_fixture(name: str) -> Path:
     return path
 
 
-def stored_samples(prom, at: float, lookback: str = "2h") -> float:
-    """How many samples of every metric the server holds in ``lookback`` before ``at``.
-
-    promtool silently drops out-of-order samples, so a backfill must hold every one written.
-    """
-    return sum(prom.query(f"sum(count_over_time({name}[{lookback}]))", time=at)["value"].sum()
-               for name in prom.get("label/__name__/values"))
-
-
 def require_binary(*names: str) -> None:
     """Skip (or fail under CI=true) unless one of ``names`` is on PATH."""
     if any(shutil.which(n) for n in names):

@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshlab.errors import PrometheusError, PrometheusUnavailable
-from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, free_port
+from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, free_port, stored_samples
 from meshlab.prometheus.remote_write import RemoteWriter, encode_labels, encode_timeseries
 from meshlab.sim import push_backfill
-from meshlab.sim.output import PUSH_SLICE_SECONDS, mesh_chunks
+from meshlab.sim.output import PUSH_SLICE_SECONDS, _lines, mesh_chunks
 
-from .conftest import require_binary, stored_samples
+from .conftest import require_binary
 
 
 def _write_request_class():
@@ -165,13 +165,8 @@ def test_an_unreachable_server_is_reported_without_its_credentials():
 
 def _rendered_samples(traffic, meshes) -> int:
     """Samples the simulator renders for a run (not NaN), counted from its blocks."""
-    total = 0
-    for _, blocks in mesh_chunks(traffic, meshes):
-        for block in blocks:
-            values = block.values if block.buckets is None else np.concatenate(
-                [block.buckets, block.buckets[..., -1:], block.sums[..., None]], axis=-1)
-            total += int((~np.isnan(values)).sum())
-    return total
+    return sum(int((~np.isnan(_lines(block)[1])).sum()) for _, blocks in mesh_chunks(traffic, meshes)
+               for block in blocks)
 
 
 @pytest.fixture(scope="module")

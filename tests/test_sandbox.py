@@ -10,9 +10,10 @@ import pytest
 
 import meshlab as ml
 from meshlab.errors import BinaryNotFoundError
+from meshlab.prometheus.local import stored_samples
 from meshlab.sim import sandbox as sandbox_module
 
-from .conftest import require_binary, stored_samples
+from .conftest import require_binary
 from .test_sim import INCIDENTS
 
 
@@ -73,10 +74,12 @@ def test_blocks_cached_by_promtool_serve_the_default_loader(cache, monkeypatch):
     with ml.sandbox(INCIDENTS, meshes=("linkerd",), hours=0.25, load="promtool") as prom:
         at = prom.sandbox.traffic.times_ms[-1] / 1000
         first = prom.query("sum(response_total)", time=at)["value"].item()
+        first_samples = stored_samples(prom, at, "1h")
     monkeypatch.setattr(sandbox_module, "backfill", _never)
     monkeypatch.setattr(sandbox_module, "push_backfill", _never)
     with ml.sandbox(INCIDENTS, meshes=("linkerd",), hours=0.25) as again:
         assert again.query("sum(response_total)", time=at)["value"].item() == first > 0
+        assert stored_samples(again, at, "1h") == first_samples
 
 
 def test_unknown_loader():

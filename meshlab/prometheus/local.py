@@ -33,7 +33,7 @@ from ..errors import BinaryNotFoundError, MeshlabError
 from ..openmetrics import seconds_to_millis_lines
 from .client import Prometheus
 
-__all__ = ["LocalPrometheus", "LocalVictoriaMetrics", "find_binary"]
+__all__ = ["LocalPrometheus", "LocalVictoriaMetrics", "find_binary", "stored_samples"]
 
 INSTALL_HINTS = {
     "prometheus": "install it with `apt-get install --no-install-recommends prometheus` (Debian/Ubuntu) "
@@ -378,6 +378,17 @@ class LocalPrometheus(_LocalServer):
             shutil.move(block, target / block.name)
         made.rmdir()
         return target
+
+
+def stored_samples(client: Prometheus, at: float, lookback: str = "2h") -> float:
+    """How many samples of every metric ``client``'s server holds in ``lookback`` before ``at`` (unix seconds).
+
+    A load must keep every sample written (promtool, for one, silently drops out-of-order
+    ones), so tests and benchmarks compare this with the count written. One query per
+    metric name: ``count_over_time`` drops names, which would make series collide.
+    """
+    return float(sum(client.query(f"sum(count_over_time({name}[{lookback}]))", time=at)["value"].sum()
+                     for name in client.get("label/__name__/values")))
 
 
 def backfill(openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],

@@ -63,6 +63,30 @@ def _node(pod: Pod) -> str:
     return NODES[(pod.index + len(pod.workload.name)) % len(NODES)]
 
 
+#: Envoy's stats that both Consul's and Kuma's dataplanes expose: name -> (type, HELP, bucket bounds).
+ENVOY_STATS: dict[str, tuple[str, str, tuple[float, ...]]] = {
+    "envoy_cluster_upstream_rq_total": ("counter", "Total upstream requests.", ()),
+    "envoy_cluster_upstream_rq_xx": ("counter", "Upstream requests by response code class.", ()),
+    "envoy_cluster_upstream_rq_time": ("histogram", "Upstream request time.", ENVOY_BUCKETS_MS),
+    "envoy_cluster_upstream_cx_total": ("counter", "Total upstream connections.", ()),
+    "envoy_cluster_upstream_cx_active": ("gauge", "Active upstream connections.", ()),
+    "envoy_cluster_upstream_cx_rx_bytes_total": ("counter", "Bytes received from upstream.", ()),
+    "envoy_cluster_upstream_cx_tx_bytes_total": ("counter", "Bytes sent to upstream.", ()),
+}
+ENVOY_UPSTREAM_CX = tuple(name for name in ENVOY_STATS if name.startswith("envoy_cluster_upstream_cx_"))
+
+
+def _declare(families: dict[str, Family], name: str, kind: str, help_: str, le: tuple[float, ...] = ()) -> Family:
+    """The family ``name`` of a renderer's ``families``, added on first use."""
+    return families.setdefault(name, Family(name, kind, help_, le=le))
+
+
+def _envoy(families: dict[str, Family], name: str) -> Family:
+    """One of :data:`ENVOY_STATS`, declared in ``families``."""
+    kind, help_, le = ENVOY_STATS[name]
+    return _declare(families, name, kind, help_, le)
+
+
 class _Context:
     """Shared views of a traffic run: pod existence, resets and per-pod load, computed once."""
 
@@ -463,26 +487,19 @@ def consul_families(traffic: Traffic) -> list[Family]:
     """Consul Connect: Envoy stats with consul tags, as consul-k8s' Prometheus scrape sees them."""
     ctx = _Context(traffic, "consul")
     fam: dict[str, Family] = {}
-
-    def family(name: str, kind: str, help_: str, le: tuple[float, ...] = ()) -> Family:
-        return fam.setdefault(name, Family(name, kind, help_, le=le))
-
-    down_xx = family("envoy_http_downstream_rq_xx", "counter", "Downstream requests by response code class.")
-    down_done = family("envoy_http_downstream_rq_completed", "counter", "Completed downstream requests.")
-    down_time = family("envoy_http_downstream_rq_time", "histogram", "Downstream request time.", ENVOY_BUCKETS_MS)
-    listener_xx = family("envoy_listener_http_downstream_rq_xx", "counter", "Listener requests by code class.")
-    up_xx = family("envoy_cluster_upstream_rq_xx", "counter", "Upstream requests by response code class.")
-    up_total = family("envoy_cluster_upstream_rq_total", "counter", "Total upstream requests.")
-    up_time = family("envoy_cluster_upstream_rq_time", "histogram", "Upstream request time.", ENVOY_BUCKETS_MS)
-    tcp_down = {n: family(n, "counter", h) for n, h in (
+    down_xx = _declare(fam, "envoy_http_downstream_rq_xx", "counter", "Downstream requests by response code class.")
+    down_done = _declare(fam, "envoy_http_downstream_rq_completed", "counter", "Completed downstream requests.")
+    down_time = _declare(fam, "envoy_http_downstream_rq_time", "histogram", "Downstream request time.",
+                         ENVOY_BUCKETS_MS)
+    listener_xx = _declare(fam, "envoy_listener_http_downstream_rq_xx", "counter", "Listener requests by code class.")
+    up_xx = _envoy(fam, "envoy_cluster_upstream_rq_xx")
+    up_total = _envoy(fam, "envoy_cluster_upstream_rq_total")
+    up_time = _envoy(fam, "envoy_cluster_upstream_rq_time")
+    tcp_down = {n: _declare(fam, n, "counter", h) for n, h in (
         ("envoy_tcp_downstream_cx_total", "Total connections."),
         ("envoy_tcp_downstream_cx_rx_bytes_total", "Bytes received."),
         ("envoy_tcp_downstream_cx_tx_bytes_total", "Bytes sent."))}
-    tcp_up = {n: family(n, kind, h) for n, kind, h in (
-        ("envoy_cluster_upstream_cx_total", "counter", "Total upstream connections."),
-        ("envoy_cluster_upstream_cx_active", "gauge", "Active upstream connections."),
-        ("envoy_cluster_upstream_cx_rx_bytes_total", "counter", "Bytes received from upstream."),
-        ("envoy_cluster_upstream_cx_tx_bytes_total", "counter", "Bytes sent to upstream."))}
+    tcp_up = {n: _envoy(fam, n) for n in ENVOY_UPSTREAM_CX}
 
     def http_side(et: EdgeTraffic, pod: Pod, axis: int, labels: dict[str, str], xx: Family, total: Family,
                   time: Family, latency: Callable[[], Mixture], extra_xx: Family | None = None) -> None:
@@ -614,21 +631,13 @@ def kuma_families(traffic: Traffic) -> list[Family]:
     """
     ctx = _Context(traffic, "kuma")
     fam: dict[str, Family] = {}
-
-    def family(name: str, kind: str, help_: str, le: tuple[float, ...] = ()) -> Family:
-        return fam.setdefault(name, Family(name, kind, help_, le=le))
-
-    rq_total = family("envoy_cluster_upstream_rq_total", "counter", "Total upstream requests.")
-    rq_xx = family("envoy_cluster_upstream_rq_xx", "counter", "Upstream requests by response code class.")
-    external_xx = family("envoy_cluster_external_upstream_rq_xx", "counter",
-                         "External-origin upstream requests by response code class.")
-    rq_time = family("envoy_cluster_upstream_rq_time", "histogram", "Upstream request time.", ENVOY_BUCKETS_MS)
-    cx = {name: family(name, kind, help_) for name, kind, help_ in (
-        ("envoy_cluster_upstream_cx_total", "counter", "Total upstream connections."),
-        ("envoy_cluster_upstream_cx_active", "gauge", "Active upstream connections."),
-        ("envoy_cluster_upstream_cx_rx_bytes_total", "counter", "Bytes received from upstream."),
-        ("envoy_cluster_upstream_cx_tx_bytes_total", "counter", "Bytes sent to upstream."))}
-    live = family("envoy_server_live", "gauge", "1 if the server is not currently draining, 0 otherwise.")
+    rq_total = _envoy(fam, "envoy_cluster_upstream_rq_total")
+    rq_xx = _envoy(fam, "envoy_cluster_upstream_rq_xx")
+    external_xx = _declare(fam, "envoy_cluster_external_upstream_rq_xx", "counter",
+                           "External-origin upstream requests by response code class.")
+    rq_time = _envoy(fam, "envoy_cluster_upstream_rq_time")
+    cx = {n: _envoy(fam, n) for n in ENVOY_UPSTREAM_CX}
+    live = _declare(fam, "envoy_server_live", "gauge", "1 if the server is not currently draining, 0 otherwise.")
     sums = _Sums()
 
     def requests(labels: dict[str, str], by_class: dict[str, np.ndarray], latency: Callable[[], Mixture] | None,

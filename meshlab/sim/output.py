@@ -171,13 +171,13 @@ def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | 
             encoded = []
             for block in blocks:
                 groups, values = _lines(block)
-                labels = [encode_labels({"__name__": name, **labels}) for group in groups for name, labels in group]
-                flat = values.transpose(0, 2, 1).reshape(len(labels), len(times))  # one row per line
-                encoded.append((labels, flat))
+                series = [encode_labels({"__name__": name, **labels}) for group in groups for name, labels in group]
+                flat = values.transpose(0, 2, 1).reshape(len(series), len(times))  # one row per line
+                encoded.append((series, flat))
             for lo in range(0, len(times), per_slice):
                 hi = min(lo + per_slice, len(times))
-                for labels, flat in encoded:
-                    writer.write(encode_timeseries(labels, flat[:, lo:hi], times[lo:hi]))
+                for series, flat in encoded:
+                    writer.write(encode_timeseries(series, flat[:, lo:hi], times[lo:hi]))
                 writer.barrier()
         writer.flush()
         return writer.samples
