@@ -26,12 +26,12 @@ DIMENSION: dict[str, tuple[str, float]] = {
 def target_dimension(column: str) -> tuple[str, float] | None:
     """The dimension a benchmark column is measured in, and the factor of its own unit to that base.
 
-    ``duration_s`` is in seconds, so its factor from milliseconds is 1e-3.
+    ``duration_s`` is in seconds: one of its units is 1000 of the base (milliseconds).
     """
     if column.startswith("latency_") and column.endswith("_ms"):
         return ("time", 1.0)
     if column == "duration_s":
-        return ("time", 1e-3)
+        return ("time", 1e3)  # one second is 1000 ms
     if column.endswith("_cpu_mcores"):
         return ("cpu", 1.0)
     if column.endswith("_mem_mib"):

@@ -26,6 +26,7 @@ __all__ = ["is_meshery", "is_smp_result", "meshery_rows", "smp_rows", "to_smp"]
 SMP_VERSION = "v0.0.1"
 _LATENCY = {"p50": "latency_p50_ms", "p90": "latency_p90_ms", "p99": "latency_p99_ms", "max": "latency_max_ms"}
 _LABEL_PREFIX = "meshlab."
+_TEXT = ("mesh", "mode", "sidecars", "source", "latency_coarse", "note")  # the other labels are numbers
 
 
 def _first(doc: object) -> object:
@@ -85,7 +86,7 @@ def smp_rows(doc: object, source: str) -> list[dict[str, Any]]:
         for key, column in _LATENCY.items():
             row[column] = _float(latency.get(key))
         for key, value in mine.items():
-            row[key] = _float(value) if key not in ("mesh", "mode", "sidecars", "latency_coarse", "note") else value
+            row[key] = _float(value) if key not in _TEXT else value
         if "note" not in row:
             row["note"] = ""
         out.append(row)
