@@ -47,8 +47,8 @@ def _benchmark(frame: pd.DataFrame, argument: str = "frame") -> pd.DataFrame:
 def _groups(frame: pd.DataFrame, by: Sequence[str]) -> Iterable[tuple[tuple[Any, ...], pd.DataFrame]]:
     keys = list(by)
     plain = frame[keys].astype(object).where(frame[keys].notna(), None)
-    for key, index in plain.groupby(keys, dropna=False, sort=True).groups.items():
-        yield (key if isinstance(key, tuple) else (key,)), frame.loc[index]
+    for key, part in plain.groupby(keys, dropna=False, sort=True):
+        yield (key if isinstance(key, tuple) else (key,)), frame.loc[part.index]
 
 
 def fit(frame: pd.DataFrame, by: Sequence[str] = ("mesh", "mode"), level: float = 0.95) -> pd.DataFrame:
