@@ -48,7 +48,9 @@ def _groups(frame: pd.DataFrame, by: Sequence[str]) -> Iterable[tuple[tuple[Any,
     keys = list(by)
     plain = frame[keys].astype(object).where(frame[keys].notna(), None)
     for key, part in plain.groupby(keys, dropna=False, sort=True):
-        yield (key if isinstance(key, tuple) else (key,)), frame.loc[part.index]
+        values = key if isinstance(key, tuple) else (key,)
+        # pandas gives a missing key back as NaN, and NaN != NaN: None keeps keys comparable
+        yield tuple(None if pd.isna(v) else v for v in values), frame.loc[part.index]
 
 
 def fit(frame: pd.DataFrame, by: Sequence[str] = ("mesh", "mode"), level: float = 0.95) -> pd.DataFrame:
