@@ -127,6 +127,8 @@ def test_fortio_estimate_in_first_or_wide_bucket_is_coarse(tmp_path):
     hist["Max"] = 0.05
     frame = ml.read_benchmark(_write(tmp_path / "coarse.json", doc), mesh="x")
     assert frame["latency_coarse"].iloc[0] == "p50,p99"
+    # in the first bucket Fortio starts from 100/Count percent at Min: 0.5 + (50-10)/(60-10)·0.5 = 0.9 ms
+    assert frame["latency_p50_ms"].iloc[0] == pytest.approx(0.9, rel=1e-12)
     assert frame["latency_resolution_ms"].iloc[0] == pytest.approx(48.0)
 
 
