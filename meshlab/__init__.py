@@ -48,6 +48,10 @@ _LAZY = {
     "BinaryNotFoundError": "meshlab.errors",
     "SourcesFailed": "meshlab.errors",
     "SourcesFailedWarning": "meshlab.errors",
+    "read_benchmark": "meshlab.analysis.benchmarks",
+    "write_smp": "meshlab.analysis.benchmarks",
+    "capacity": "meshlab.analysis.capacity",
+    "compare": "meshlab.analysis.compare",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -60,6 +64,10 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from . import sim as sim
     from . import smi as smi
     from . import timeutil as timeutil
+    from .analysis import capacity as capacity
+    from .analysis.benchmarks import read_benchmark as read_benchmark
+    from .analysis.benchmarks import write_smp as write_smp
+    from .analysis.compare import compare as compare
     from .errors import BinaryNotFoundError as BinaryNotFoundError
     from .errors import InvalidArgument as InvalidArgument
     from .errors import MeshlabError as MeshlabError
