@@ -96,7 +96,7 @@ def restarted_in_window(traffic, frame: pd.DataFrame, intervals: int = 4) -> np.
             restarts.setdefault((w.namespace, w.name), []).extend(times[k] for k in pod.restarts)
     out = np.zeros(len(frame), dtype=bool)
     for i, row in enumerate(frame.itertuples()):
-        end = "src" if row.side == "client" else "dst"
+        end = "src" if getattr(row, "side", "server") == "client" else "dst"
         key = (str(getattr(row, f"{end}_namespace")), str(getattr(row, f"{end}_name")))
         window = (row.timestamp - pd.Timedelta(seconds=15 * intervals), row.timestamp)
         out[i] = any(window[0] < t <= window[1] for t in restarts.get(key, []))

@@ -130,3 +130,30 @@ def test_open_connections_equal_the_truth_across_restarts(run, mesh):
     opened, truly = by_key(frame, TCP_KEYS, "opened_connections"), by_key(expected, TCP_KEYS, "opened_connections")
     hidden = restarted_in_window(traffic, opened.index.to_frame(index=False))
     np.testing.assert_array_equal(opened.to_numpy()[~hidden], truly.to_numpy()[~hidden])
+
+
+# -- the first step ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mesh", MESHES)
+def test_every_frame_kind_follows_one_first_step_rule(run, mesh):
+    """A step whose window holds one scrape has no rates: no row in any frame, never NaN rates or 0 gauges."""
+    traffic, prom, _, _ = run
+    times = traffic.timestamps()
+    adapter = ml.mesh(mesh, prom)
+    span = {"start": times[0], "end": times[8], "step": "1m", "window": "1m"}
+    frames = {"traffic": adapter.traffic("workload", **span), "edges": adapter.edges("workload", **span),
+              "proxies": adapter.proxies(**span)}
+    if adapter.tcp_signals:
+        frames["tcp"] = adapter.tcp("workload", **span)
+        frames["tcp per workload"] = adapter.tcp("workload", per="workload", **span)
+    rates = {"traffic": ["requests"], "edges": ["requests"], "proxies": ["cpu_cores"],
+             "tcp": ["opened_connections", "sent_bytes_per_second"],
+             "tcp per workload": ["opened_connections", "sent_bytes_per_second"]}
+    for kind, frame in frames.items():
+        assert frame["timestamp"].min() == times[4], (kind, "the first step's window holds one scrape")
+        assert set(frame["timestamp"]) == {times[4], times[8]}, kind
+        assert frame[rates[kind]].notna().all().all(), kind
+    # the same rule at one instant
+    for kind, frame in {"traffic": adapter.traffic("workload", at=times[0]),
+                        "proxies": adapter.proxies(at=times[0])}.items():
+        assert frame.empty, kind

@@ -14,7 +14,11 @@ Semantics at each step T with window W, for every mesh:
 - a workload with traffic but no failure series has ``failure_count`` 0, not NaN;
 - a workload whose counters exist but saw no traffic in a window is present with zero
   counts (and NaN rate and latency); one with no counters at all is absent;
-- latency is ``histogram_quantile(q, sum by (le, ...) (rate(bucket{...}[W])))`` in ms.
+- latency is ``histogram_quantile(q, sum by (le, ...) (rate(bucket{...}[W])))`` in ms;
+- one rule for the first step, and any step whose window holds fewer than two samples of a
+  series, in every frame (traffic, edges, tcp, proxies): no rate can be computed there, so
+  there is no row, never a row of NaN rates or a gauge alone (an ``open_connections`` or
+  ``memory_bytes`` without its window's rates).
 
 meshlab uses ``rate``/``increase`` where the meshes' own CLIs and dashboards use
 ``irate``: ``irate`` looks only at the last two samples of the window.
@@ -50,6 +54,8 @@ WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset", "job")
 #: The signals of the ``tcp`` and ``proxies`` frames, as ``Mesh.promql`` names them.
 TCP_SIGNALS = ("opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second")
 PROXY_SIGNALS = ("cpu_cores", "memory_bytes")
+#: The TCP signals computed over the window (the others are gauges at the step).
+WINDOWED_TCP = ("opened_connections", "sent_bytes_per_second", "received_bytes_per_second")
 # Kubernetes' generated name suffixes use this alphabet (no vowels, no 0/1/3: k8s.io/apimachinery rand)
 _K8S_ALNUM = "[bcdfghjklmnpqrstvwxz2456789]"
 _POD_NAME = re.compile(rf"^(?P<deployment>.+)-{_K8S_ALNUM}{{6,10}}-{_K8S_ALNUM}{{5}}$"
@@ -493,6 +499,7 @@ class Mesh(ABC):
             queries = {column: self._tcp_promql(column, spec, identity, namespace, name, window)
                        for column in TCP_SIGNALS}
             frame = self._merged(run, {c: q for c, q in queries.items() if q is not None}, renames)
+            frame = frame[frame[list(WINDOWED_TCP)].notna().any(axis=1)]  # one rule for every frame: see module
             frame = frame.sort_values(["timestamp", *renames.values()], kind="stable").reset_index(drop=True)
             if side is None:  # every caller: no source, seen by the workload's own (server-side) proxies
                 if identity.name is None:  # kind "namespace"
@@ -520,8 +527,8 @@ class Mesh(ABC):
         the proxy container; ``source="proxy"`` reads the proxy's own process metrics where
         it exports them (Linkerd). cAdvisor does not know workloads: each pod's workload
         comes from the mesh's own series (one more query), else from the pod's name
-        (``web-5d9c8b7f6-x2k9p`` and ``db-0`` give ``web`` and ``db``). CPU is NaN at a
-        pod's first sample, where no rate can be computed yet.
+        (``web-5d9c8b7f6-x2k9p`` and ``db-0`` give ``web`` and ``db``). A pod has no row at
+        its first sample, where no CPU rate can be computed yet (the first-step rule).
 
         Parameters
         ----------
@@ -550,6 +557,7 @@ class Mesh(ABC):
         cpu = self._labelled(cpu, {k: k for k in keys[1:]})[[*keys, "value"]].rename(columns={"value": "cpu_cores"})
         memory = self._labelled(memory, {k: k for k in keys[1:]})[[*keys, "value"]]
         frame = cpu.merge(memory.rename(columns={"value": "memory_bytes"}), on=keys, how="outer")
+        frame = frame[frame["cpu_cores"].notna()]  # no rate over the window yet: no row (see the module docstring)
         owners = self._pod_owners(start, end, window, at)
         pods = list(zip(frame["namespace"].astype(str), frame["pod"].astype(str), strict=True))
         frame["workload"] = [owners.get(key) or workload_of_pod(key[1]) for key in pods]
