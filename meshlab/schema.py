@@ -149,7 +149,8 @@ FRAMES: Mapping[str, FrameSpec] = {
             label_columns=False,
             doc="One row per workload and window: the golden signals of its inbound traffic.",
             quantile_columns=True,
-            optional=_CLUSTER,
+            optional=(*_CLUSTER, Column("workload_kind", "label", "With kind 'workload': the workload's Kubernetes "
+                                        "kind, where the mesh's labels or its pods' names say it (else missing).")),
         ),
         FrameSpec(
             "edges",

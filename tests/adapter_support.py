@@ -80,3 +80,24 @@ def assert_latency_within_buckets(traffic, frame: pd.DataFrame, mesh: str, bucke
                 assert lo <= np.searchsorted(bounds, estimate) <= hi, (workload, row.timestamp, q, exact, estimate)
                 checked += 1
     assert checked == 2 * 2 * frame["timestamp"].nunique()
+
+
+def restarted_in_window(traffic, frame: pd.DataFrame, intervals: int = 4) -> np.ndarray:
+    """Rows of a tcp frame whose window holds a restart of a pod on the observing side.
+
+    There a restarted proxy's connection counter starts again from zero and reopens its
+    pooled connections: when it comes back to the value it had, ``increase()`` cannot see
+    the reset, and misses the reopened connections the truth counts.
+    """
+    restarts: dict[tuple[str, str], list[pd.Timestamp]] = {}
+    times = traffic.timestamps()
+    for w in traffic.scenario.workloads:
+        for pod in traffic.pods[w.key]:
+            restarts.setdefault((w.namespace, w.name), []).extend(times[k] for k in pod.restarts)
+    out = np.zeros(len(frame), dtype=bool)
+    for i, row in enumerate(frame.itertuples()):
+        end = "src" if getattr(row, "side", "server") == "client" else "dst"
+        key = (str(getattr(row, f"{end}_namespace")), str(getattr(row, f"{end}_name")))
+        window = (row.timestamp - pd.Timedelta(seconds=15 * intervals), row.timestamp)
+        out[i] = any(window[0] < t <= window[1] for t in restarts.get(key, []))
+    return out

@@ -14,7 +14,11 @@ Semantics at each step T with window W, for every mesh:
 - a workload with traffic but no failure series has ``failure_count`` 0, not NaN;
 - a workload whose counters exist but saw no traffic in a window is present with zero
   counts (and NaN rate and latency); one with no counters at all is absent;
-- latency is ``histogram_quantile(q, sum by (le, ...) (rate(bucket{...}[W])))`` in ms.
+- latency is ``histogram_quantile(q, sum by (le, ...) (rate(bucket{...}[W])))`` in ms;
+- one rule for the first step, and any step whose window holds fewer than two samples of a
+  series, in every frame (traffic, edges, tcp, proxies): no rate can be computed there, so
+  there is no row, never a row of NaN rates or a gauge alone (an ``open_connections`` or
+  ``memory_bytes`` without its window's rates).
 
 meshlab uses ``rate``/``increase`` where the meshes' own CLIs and dashboards use
 ``irate``: ``irate`` looks only at the last two samples of the window.
@@ -36,23 +40,29 @@ import pandas as pd
 from .. import schema
 from ..errors import InvalidArgument
 from ..prometheus.client import Prometheus
-from ..prometheus.promql import MatchValue, NotEqual, OneOf, by, selector
+from ..prometheus.promql import MatchValue, NotEqual, OneOf, by, quote, selector
 from ..timeutil import Duration, TimeLike, format_duration, to_timedelta, to_timestamp
 
 __all__ = ["KINDS", "WORKLOAD_KINDS", "Identity", "Mesh", "Owners", "Signal", "TcpSignal", "available", "detect",
            "earliest_sample", "get_mesh", "mesh", "register", "workload_of_pod"]
 
-#: Every kind a mesh adapter may support.
-KINDS = ("namespace", "deployment", "statefulset", "daemonset", "pod", "job", "service")
+#: Every kind a mesh adapter may support; ``workload`` is every mesh's common key: each workload
+#: once, under its own name, whatever its Kubernetes kind.
+KINDS = ("namespace", "workload", "deployment", "statefulset", "daemonset", "pod", "job", "service")
 #: Kinds a mesh naming workloads by their owner's name alone reads from the same labels.
 WORKLOAD_KINDS = ("deployment", "statefulset", "daemonset", "job")
 #: The signals of the ``tcp`` and ``proxies`` frames, as ``Mesh.promql`` names them.
 TCP_SIGNALS = ("opened_connections", "open_connections", "sent_bytes_per_second", "received_bytes_per_second")
 PROXY_SIGNALS = ("cpu_cores", "memory_bytes")
+#: The TCP signals computed over the window (the others are gauges at the step).
+WINDOWED_TCP = ("opened_connections", "sent_bytes_per_second", "received_bytes_per_second")
 # Kubernetes' generated name suffixes use this alphabet (no vowels, no 0/1/3: k8s.io/apimachinery rand)
 _K8S_ALNUM = "[bcdfghjklmnpqrstvwxz2456789]"
 _POD_NAME = re.compile(rf"^(?P<deployment>.+)-{_K8S_ALNUM}{{6,10}}-{_K8S_ALNUM}{{5}}$"
                        rf"|^(?P<ordinal>.+)-\d+$|^(?P<generated>.+)-{_K8S_ALNUM}{{5}}$")
+#: The labels kind "workload" writes with ``label_replace``: the workload's name and Kubernetes kind.
+WORKLOAD, WORKLOAD_KIND = "meshlab_workload", "meshlab_workload_kind"
+DST_WORKLOAD = "meshlab_dst_workload"
 
 
 @dataclass(frozen=True)
@@ -141,13 +151,62 @@ class Identity:
     dst_namespace: str | None = None
     dst_name: str | None = None
     extra: Mapping[str, MatchValue] = field(default_factory=dict)  # e.g. exclude egress or unmeshed callers
+    #: ``label_replace`` steps (target, replacement, source, regex) that write ``name``/``kind_label``
+    rewrites: tuple[tuple[str, str, str, str], ...] = ()
+    kind_label: str | None = None          # the label naming the workload's Kubernetes kind, if known
+
+    def wrap(self, expr: str) -> str:
+        """``expr`` with the ``rewrites`` applied, innermost first."""
+        for target, replacement, source, regex in self.rewrites:
+            expr = f"label_replace({expr}, {quote(target)}, {quote(replacement)}, {quote(source)}, {quote(regex)})"
+        return expr
 
     def selection(self, matchers: Mapping[str, MatchValue], namespace: str | None, name: str | None
                   ) -> tuple[list[str], dict[str, MatchValue]]:
         """The labels to group by, and the matchers for a signal's ``matchers`` filtered to ``namespace``/``name``."""
-        group = [label for label in (self.namespace, self.name, self.dst_namespace, self.dst_name) if label]
-        filters = {self.namespace: namespace, **({self.name: name} if self.name else {})}
+        group = [label for label in (self.namespace, self.name, self.dst_namespace, self.dst_name, self.kind_label)
+                 if label]
+        filters = {self.namespace: namespace, **({self.name: name} if self.name and not self.rewritten else {})}
         return group, {**matchers, **self.extra, **{k: v for k, v in filters.items() if v is not None}}
+
+    @property
+    def rewritten(self) -> bool:
+        """Whether ``name`` is written by ``rewrites`` rather than read from the series."""
+        return any(target == self.name for target, *_ in self.rewrites)
+
+    def only(self, expr: str, name: str | None) -> str:
+        """``expr`` kept to workload ``name`` when the name is rewritten (no series matcher can say it)."""
+        if name is None or not self.rewritten or self.name is None:
+            return expr
+        return f"({expr}) and on ({self.name}) label_replace(vector(1), {quote(self.name)}, {quote(name)}, \"\", \"\")"
+
+
+def label_rewrites(labels: Mapping[str, str], target: str, kind_target: str | None = None
+                   ) -> tuple[tuple[str, str, str, str], ...]:
+    """Rewrites naming a workload by whichever of ``labels`` (label -> Kubernetes kind) a series has."""
+    steps: list[tuple[str, str, str, str]] = []
+    for label, kind in labels.items():
+        steps.append((target, "$1", label, "(.+)"))
+        if kind_target:
+            steps.append((kind_target, kind, label, ".+"))
+    return tuple(steps)
+
+
+def pod_rewrites(pod: str, target: str | None, kind_target: str | None = None) -> tuple[tuple[str, str, str, str], ...]:
+    """Rewrites naming a workload (and its kind) from a pod label, as :func:`workload_of_pod` does.
+
+    Later steps win, so the most specific shape comes last; a DaemonSet's and a Job's pods
+    look alike, and their kind stays unknown.
+    """
+    shapes = ((r"(.+)", None), (rf"(.+)-{_K8S_ALNUM}{{5}}", None), (r"(.+)-\d+", "statefulset"),
+              (rf"(.+)-{_K8S_ALNUM}{{6,10}}-{_K8S_ALNUM}{{5}}", "deployment"))
+    steps: list[tuple[str, str, str, str]] = []
+    for regex, kind in shapes:
+        if target:
+            steps.append((target, "$1", pod, regex))
+        if kind_target and kind:
+            steps.append((kind_target, kind, pod, regex))
+    return tuple(steps)
 
 
 class Mesh(ABC):
@@ -267,11 +326,13 @@ class Mesh(ABC):
         window_text = format_duration(window)
         if signal in ("success_count", "failure_count"):
             outcome = spec.success if signal == "success_count" else spec.failure
-            return f"sum {by(*group)} (increase({selector(spec.metric, {**base, **outcome})}[{window_text}]))"
+            counts = identity.wrap(f"increase({selector(spec.metric, {**base, **outcome})}[{window_text}])")
+            return identity.only(f"sum {by(*group)} ({counts})", name)
         if signal == "latency":
             if spec.latency is None:
                 raise InvalidArgument(f"{self.name} has no latency histogram for this view")
-            inner = f"sum {by('le', *group)} (rate({selector(spec.latency, base)}[{window_text}]))"
+            rates = identity.wrap(f"rate({selector(spec.latency, base)}[{window_text}])")
+            inner = identity.only(f"sum {by('le', *group)} ({rates})", name)
             scale = "" if spec.latency_scale == 1 else f" * {spec.latency_scale:g}"
             return f"histogram_quantile({quantile:g}, {inner}){scale}"
         raise InvalidArgument(f"unknown signal {signal!r}; must be one of: success_count, failure_count, latency, "
@@ -291,20 +352,25 @@ class Mesh(ABC):
         labels, base = identity.selection(spec.matchers, namespace, name)
         group = by(*labels)
         window_text = format_duration(window)
+        wrap = identity.wrap
         if signal == "opened_connections":
-            return f"sum {group} (increase({selector(spec.opened, base)}[{window_text}]))"
-        if signal == "open_connections":
+            query = f"sum {group} ({wrap(f'increase({selector(spec.opened, base)}[{window_text}])')})"
+        elif signal == "open_connections":
             if spec.open is not None:
-                return f"sum {group} ({selector(spec.open, base)})"
-            if spec.closed is None:
+                query = f"sum {group} ({wrap(selector(spec.open, base))})"
+            elif spec.closed is None:
                 return None  # the mesh does not say: the column is NaN
-            # Opened minus closed, summed per edge first: a closed series appears only once a
-            # connection has closed, and may carry other labels (response_flags). Both counters
-            # restart with the proxy, and so do its connections.
-            opened = f"sum {group} ({selector(spec.opened, base)})"
-            return f"{opened} - (sum {group} ({selector(spec.closed, base)}) or {opened} * 0)"
-        counter = spec.sent if signal == "sent_bytes_per_second" else spec.received
-        return f"sum {group} (rate({selector(counter, base)}[{window_text}]))"
+            else:
+                # Opened minus closed, the raw counters (never increase()), summed per edge: per
+                # proxy, both restart at zero with it, and so do its connections, so the difference
+                # is right across restarts. A closed series appears only once a connection has
+                # closed, and may carry other labels (response_flags).
+                opened = f"sum {group} ({wrap(selector(spec.opened, base))})"
+                query = f"{opened} - (sum {group} ({wrap(selector(spec.closed, base))}) or {opened} * 0)"
+        else:
+            counter = spec.sent if signal == "sent_bytes_per_second" else spec.received
+            query = f"sum {group} ({wrap(f'rate({selector(counter, base)}[{window_text}])')})"
+        return identity.only(query, name)
 
     def _proxy_promql(self, signal: str, namespace: str | None, window: Duration, *,
                       source: str = "cadvisor") -> str:
@@ -347,10 +413,15 @@ class Mesh(ABC):
         """
         kind = self._kind(kind)
         identity = self.workload_identity(kind)
-        columns = {identity.namespace: "namespace", **({identity.name: "name"} if identity.name else {})}
+        columns = {identity.namespace: "namespace", **({identity.name: "name"} if identity.name else {}),
+                   **({identity.kind_label: "workload_kind"} if identity.kind_label else {})}
         frame = self._golden(kind, namespace, name, None, columns, start, end, step, window, at, quantiles)
         if identity.name is None:
             frame["name"] = frame["namespace"]
+        if kind == "workload":
+            frame = _named(frame, ["namespace", "name"])
+            if "workload_kind" not in frame:
+                frame["workload_kind"] = pd.Series(pd.NA, index=frame.index, dtype="string")
         frame.insert(1, "mesh", self.name)
         frame.insert(2, "kind", kind)
         return schema.conform(frame, "traffic")
@@ -374,7 +445,8 @@ class Mesh(ABC):
             identity = self.edge_identity(kind, side)
             part = self._golden(kind, namespace, name, side, self._edge_columns(identity), start, end, step,
                                 window, at, quantiles)
-            parts.append(self._fill_edges(self._name_edges(part, identity, kind, side), kind, side))
+            parts.append(_workload_edges(self._fill_edges(self._name_edges(part, identity, kind, side), kind, side),
+                                         kind))
         return schema.concat(parts, "edges")
 
     def tcp(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
@@ -427,10 +499,13 @@ class Mesh(ABC):
             queries = {column: self._tcp_promql(column, spec, identity, namespace, name, window)
                        for column in TCP_SIGNALS}
             frame = self._merged(run, {c: q for c, q in queries.items() if q is not None}, renames)
+            frame = frame[frame[list(WINDOWED_TCP)].notna().any(axis=1)]  # one rule for every frame: see module
             frame = frame.sort_values(["timestamp", *renames.values()], kind="stable").reset_index(drop=True)
             if side is None:  # every caller: no source, seen by the workload's own (server-side) proxies
                 if identity.name is None:  # kind "namespace"
                     frame["dst_name"] = frame["dst_namespace"]
+                if kind == "workload":
+                    frame = _named(frame, ["dst_namespace", "dst_name"])
                 frame["src_namespace"] = frame["src_name"] = pd.Series(pd.NA, index=frame.index, dtype="string")
                 frame = frame.reindex(columns=[*frame.columns, *[c for c in TCP_SIGNALS if c not in frame]])
                 frame.insert(1, "mesh", self.name)
@@ -438,7 +513,8 @@ class Mesh(ABC):
                 frame["side"] = "server"
                 parts.append(frame)
             else:
-                parts.append(self._fill_edges(self._name_edges(frame, identity, kind, side), kind, side))
+                parts.append(_workload_edges(
+                    self._fill_edges(self._name_edges(frame, identity, kind, side), kind, side), kind))
         return schema.concat(parts, "tcp")
 
     def proxies(self, *, namespace: str | None = None, workload: str | None = None,
@@ -451,8 +527,8 @@ class Mesh(ABC):
         the proxy container; ``source="proxy"`` reads the proxy's own process metrics where
         it exports them (Linkerd). cAdvisor does not know workloads: each pod's workload
         comes from the mesh's own series (one more query), else from the pod's name
-        (``web-5d9c8b7f6-x2k9p`` and ``db-0`` give ``web`` and ``db``). CPU is NaN at a
-        pod's first sample, where no rate can be computed yet.
+        (``web-5d9c8b7f6-x2k9p`` and ``db-0`` give ``web`` and ``db``). A pod has no row at
+        its first sample, where no CPU rate can be computed yet (the first-step rule).
 
         Parameters
         ----------
@@ -481,6 +557,7 @@ class Mesh(ABC):
         cpu = self._labelled(cpu, {k: k for k in keys[1:]})[[*keys, "value"]].rename(columns={"value": "cpu_cores"})
         memory = self._labelled(memory, {k: k for k in keys[1:]})[[*keys, "value"]]
         frame = cpu.merge(memory.rename(columns={"value": "memory_bytes"}), on=keys, how="outer")
+        frame = frame[frame["cpu_cores"].notna()]  # no rate over the window yet: no row (see the module docstring)
         owners = self._pod_owners(start, end, window, at)
         pods = list(zip(frame["namespace"].astype(str), frame["pod"].astype(str), strict=True))
         frame["workload"] = [owners.get(key) or workload_of_pod(key[1]) for key in pods]
@@ -557,6 +634,25 @@ class Mesh(ABC):
         """Hook for meshes whose edge labels lack something (Consul's destination namespace)."""
         return frame
 
+    def _dst_workloads_from_series(self, frame: pd.DataFrame, match: str,
+                                   services: Callable[[Mapping[str, str]], Iterable[str]]) -> pd.DataFrame:
+        """Name each destination service by its workload (one request): the workload of the pods whose
+        series name the service among ``services(series)``, where that is one workload; else as it was."""
+        found: dict[str, set[tuple[str, str]]] = {}
+        if len(frame):
+            for series in self.prom.get("series", {"match[]": match}):
+                if "namespace" in series and "pod" in series:
+                    for service in services(series):
+                        found.setdefault(service, set()).add((series["namespace"], workload_of_pod(series["pod"])))
+        lookup = {service: next(iter(owners)) for service, owners in found.items() if len(owners) == 1}
+        names = frame["dst_name"].astype(str)
+        frame["dst_namespace"] = pd.Series([lookup[n][0] if n in lookup else ns for n, ns in
+                                            zip(names, frame["dst_namespace"], strict=True)],
+                                           index=frame.index, dtype="string")
+        frame["dst_name"] = pd.Series([lookup[n][1] if n in lookup else n for n in names], index=frame.index,
+                                      dtype="string")
+        return frame
+
     def _dst_namespaces_from_series(self, frame: pd.DataFrame, match: str,
                                     services: Callable[[Mapping[str, str]], Iterable[str]]) -> pd.DataFrame:
         """Fill ``dst_namespace`` from the series index (one request): the Kubernetes ``namespace``
@@ -618,6 +714,19 @@ class Mesh(ABC):
     def detect(cls, prom: Prometheus) -> pd.Timestamp | None:
         """When this mesh's data begins in ``prom`` (to the second), or None if it has none."""
         return earliest_sample(prom, selector(cls.marker))
+
+
+def _named(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The rows whose ``columns`` all name something: kind "workload" keeps only workloads."""
+    keep = np.ones(len(frame), dtype=bool)
+    for column in columns:
+        keep &= (frame[column].notna() & (frame[column].astype("string") != "")).to_numpy(dtype=bool)
+    return frame[keep].reset_index(drop=True)
+
+
+def _workload_edges(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Kind "workload" joins workloads in the cluster: egress (no destination namespace) is left out."""
+    return _named(frame, ["src_namespace", "src_name", "dst_namespace", "dst_name"]) if kind == "workload" else frame
 
 
 def workload_of_pod(pod: str) -> str:

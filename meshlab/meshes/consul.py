@@ -30,7 +30,18 @@ import pandas as pd
 
 from ..prometheus.client import Prometheus
 from ..prometheus.promql import NotEqual, OneOf, selector
-from .base import Identity, Mesh, Owners, Signal, TcpSignal, earliest_sample, register
+from .base import (
+    WORKLOAD,
+    WORKLOAD_KIND,
+    Identity,
+    Mesh,
+    Owners,
+    Signal,
+    TcpSignal,
+    earliest_sample,
+    pod_rewrites,
+    register,
+)
 from .envoy import FAILURE, SUCCESS
 
 __all__ = ["Consul"]
@@ -47,7 +58,7 @@ class Consul(Mesh):
 
     name = "consul"
     description = "Consul Connect: Envoy public_listener and upstream cluster stats"
-    kinds = ("namespace", "service", "pod")
+    kinds = ("namespace", "workload", "service", "pod")
     default_kind = "service"
     marker = "envoy_http_downstream_rq_xx"
     workload_signal = Signal("envoy_http_downstream_rq_xx", PUBLIC, SUCCESS, FAILURE,
@@ -65,21 +76,30 @@ class Consul(Mesh):
     owners = (Owners("|".join(OWN_SERIES), {}, ("consul_source_service",)),)
 
     def workload_identity(self, kind: str) -> Identity:
+        if kind == "workload":  # the proxy's own pod names its workload
+            return Identity("namespace", WORKLOAD, rewrites=pod_rewrites("pod", WORKLOAD, WORKLOAD_KIND),
+                            kind_label=WORKLOAD_KIND)
         return Identity("namespace", {"service": "consul_source_service", "pod": "pod"}.get(kind))
 
     def edge_identity(self, kind: str, side: str) -> Identity:
+        if kind == "workload":  # the caller's pod; the destination service's workload from its own proxies
+            return Identity("namespace", WORKLOAD, "consul_destination_namespace", "consul_destination_service",
+                            rewrites=pod_rewrites("pod", WORKLOAD))
         if kind != "service":
             from ..errors import InvalidArgument
 
-            raise InvalidArgument(f"consul names edges by service only, not by {kind!r}")
+            raise InvalidArgument(f"consul names edges by service or workload only, not by {kind!r}")
         return Identity("namespace", "consul_source_service", "consul_destination_namespace",
                         "consul_destination_service")
 
     def _fill_edges(self, frame: pd.DataFrame, kind: str, side: str) -> pd.DataFrame:
         # every proxy's own series carry its service and the Kubernetes namespace of its pods
-        return self._dst_namespaces_from_series(
-            frame, selector(None, {"__name__": OneOf(OWN_SERIES)}),
-            lambda series: [series["consul_source_service"]] if "consul_source_service" in series else [])
+        match = selector(None, {"__name__": OneOf(OWN_SERIES)})
+        fill = self._dst_workloads_from_series if kind == "workload" else self._dst_namespaces_from_series
+        if kind == "workload":
+            frame["dst_namespace"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+        return fill(frame, match,
+                    lambda series: [series["consul_source_service"]] if "consul_source_service" in series else [])
 
     @classmethod
     def detect(cls, prom: Prometheus) -> pd.Timestamp | None:

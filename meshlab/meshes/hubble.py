@@ -55,7 +55,7 @@ class Hubble(Mesh):
 
     name = "hubble"
     description = "Cilium Hubble: hubble_http_requests_total / hubble_http_request_duration_seconds (httpV2)"
-    kinds = ("namespace", *WORKLOAD_KINDS)
+    kinds = ("namespace", "workload", *WORKLOAD_KINDS)
     marker = "hubble_http_requests_total"
     workload_signal = flows("server")
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": flows("client"), "server": flows("server")}

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual, NotRegex, Regex
-from .base import WORKLOAD_KINDS, Identity, Mesh, Owners, Signal, TcpSignal, register
+from .base import WORKLOAD_KIND, WORKLOAD_KINDS, Identity, Mesh, Owners, Signal, TcpSignal, pod_rewrites, register
 
 __all__ = ["Istio"]
 
@@ -57,7 +57,7 @@ class Istio(Mesh):
 
     name = "istio"
     description = "Istio: istio_requests_total / istio_request_duration_milliseconds"
-    kinds = ("namespace", *WORKLOAD_KINDS, "pod", "service")
+    kinds = ("namespace", "workload", *WORKLOAD_KINDS, "pod", "service")
     marker = "istio_requests_total"
     workload_signal = requests("destination")
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": requests("source"), "server": requests("destination")}
@@ -72,6 +72,9 @@ class Istio(Mesh):
             return Identity("namespace", "pod")
         if kind == "service":
             return Identity("destination_service_namespace", "destination_service_name")
+        if kind == "workload":  # the reporting (destination) pod's name says its kind
+            return Identity("destination_workload_namespace", "destination_workload",
+                            rewrites=pod_rewrites("pod", None, WORKLOAD_KIND), kind_label=WORKLOAD_KIND)
         return Identity("destination_workload_namespace", None if kind == "namespace" else "destination_workload")
 
     def edge_identity(self, kind: str, side: str) -> Identity:

@@ -55,7 +55,7 @@ import pandas as pd
 from ..errors import InvalidArgument
 from ..prometheus.client import Prometheus
 from ..prometheus.promql import NotEqual, NotRegex, Regex, selector
-from .base import Identity, Mesh, Signal, TcpSignal, earliest_sample, register
+from .base import WORKLOAD, WORKLOAD_KIND, Identity, Mesh, Signal, TcpSignal, earliest_sample, pod_rewrites, register
 from .envoy import FAILURE, SUCCESS
 
 __all__ = ["Kuma"]
@@ -80,7 +80,7 @@ class Kuma(Mesh):
 
     name = "kuma"
     description = "Kuma: Envoy inbound (localhost_*) and outbound cluster stats with kuma_io_* labels"
-    kinds = ("namespace", "service", "pod")
+    kinds = ("namespace", "workload", "service", "pod")
     default_kind = "service"
     marker = "envoy_cluster_upstream_rq_xx"
     workload_signal = clusters(INBOUND)
@@ -96,18 +96,25 @@ class Kuma(Mesh):
     proxy_containers = ("kuma-sidecar",)
 
     def workload_identity(self, kind: str) -> Identity:
+        if kind == "workload":  # the dataplane's own pod names its workload
+            return Identity("namespace", WORKLOAD, rewrites=pod_rewrites("pod", WORKLOAD, WORKLOAD_KIND),
+                            kind_label=WORKLOAD_KIND)
         return Identity("namespace", {"service": "kuma_io_service", "pod": "pod"}.get(kind))
 
     def edge_identity(self, kind: str, side: str) -> Identity:
+        if kind == "workload":  # the caller's pod; the destination service's workload from its dataplanes
+            return Identity("namespace", WORKLOAD, None, "envoy_cluster_name", rewrites=pod_rewrites("pod", WORKLOAD))
         if kind != "service":
-            raise InvalidArgument(f"kuma names edges by service only, not by {kind!r}")
+            raise InvalidArgument(f"kuma names edges by service or workload only, not by {kind!r}")
         return Identity("namespace", "kuma_io_service", None, "envoy_cluster_name")
 
     def _fill_edges(self, frame: pd.DataFrame, kind: str, side: str) -> pd.DataFrame:
         # each dataplane's envoy_server_live names its services (",svc,") and its pods' namespace
-        return self._dst_namespaces_from_series(
-            frame, selector("envoy_server_live", KUMA_SERIES),
-            lambda series: [s for s in series.get("kuma_io_services", "").split(",") if s])
+        fill = self._dst_workloads_from_series if kind == "workload" else self._dst_namespaces_from_series
+        if kind == "workload":
+            frame["dst_namespace"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+        return fill(frame, selector("envoy_server_live", KUMA_SERIES),
+                    lambda series: [s for s in series.get("kuma_io_services", "").split(",") if s])
 
     @classmethod
     def detect(cls, prom: Prometheus) -> pd.Timestamp | None:

@@ -22,13 +22,26 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual
-from .base import Identity, Mesh, Owners, Signal, TcpSignal, register
+from .base import (
+    DST_WORKLOAD,
+    WORKLOAD,
+    WORKLOAD_KIND,
+    Identity,
+    Mesh,
+    Owners,
+    Signal,
+    TcpSignal,
+    label_rewrites,
+    register,
+)
 
 __all__ = ["Linkerd"]
 
 #: kind -> the label Linkerd's scrape config gives the workload's name
 KIND_LABELS = {"deployment": "deployment", "statefulset": "statefulset", "daemonset": "daemonset",
                "job": "k8s_job", "pod": "pod"}
+#: label -> Kubernetes kind, for kind "workload": every series has one of them
+OWNER_LABELS = {label: kind for kind, label in KIND_LABELS.items() if kind != "pod"}
 
 
 
@@ -44,7 +57,7 @@ class Linkerd(Mesh):
 
     name = "linkerd"
     description = "Linkerd 2: linkerd2-proxy response_total / response_latency_ms"
-    kinds = ("namespace", *KIND_LABELS)
+    kinds = ("namespace", "workload", *KIND_LABELS)
     marker = "response_total"
     workload_signal = responses("inbound")
     edge_signals: ClassVar[Mapping[str, Signal]] = {"client": responses("outbound")}
@@ -60,6 +73,9 @@ class Linkerd(Mesh):
                      ("deployment", "statefulset", "daemonset", "k8s_job")),)
 
     def workload_identity(self, kind: str) -> Identity:
+        if kind == "workload":  # whichever owner label the series has
+            return Identity("namespace", WORKLOAD, rewrites=label_rewrites(OWNER_LABELS, WORKLOAD, WORKLOAD_KIND),
+                            kind_label=WORKLOAD_KIND)
         label = KIND_LABELS.get(kind)
         # a statefulset's series have no deployment label: never group them as an unnamed deployment
         return Identity("namespace", label, extra={label: NotEqual("")} if label else {})
@@ -67,5 +83,10 @@ class Linkerd(Mesh):
     def edge_identity(self, kind: str, side: str) -> Identity:
         if kind == "namespace":
             return Identity("namespace", None, "dst_namespace", None, {"dst_namespace": NotEqual("")})
+        if kind == "workload":  # any kind to any kind
+            rewrites = (label_rewrites(OWNER_LABELS, WORKLOAD)
+                        + label_rewrites({f"dst_{label}": k for label, k in OWNER_LABELS.items()}, DST_WORKLOAD))
+            return Identity("namespace", WORKLOAD, "dst_namespace", DST_WORKLOAD, {"dst_namespace": NotEqual("")},
+                            rewrites=rewrites)
         src, dst = KIND_LABELS[kind], f"dst_{KIND_LABELS[kind]}"
         return Identity("namespace", src, "dst_namespace", dst, {src: NotEqual(""), dst: NotEqual("")})

@@ -367,6 +367,17 @@ def _linkerd_status_labels(base: dict[str, str], et: EdgeTraffic, status: str) -
     return labels
 
 
+def _closed(opened: np.ndarray, open_now: np.ndarray, resets: np.ndarray) -> np.ndarray:
+    """Connections a proxy closed in each interval, as its own counter counts them.
+
+    What opened and is no longer open. A restarted proxy starts with none open: the
+    connections that died with the old one were closed by it, and its counters went too.
+    """
+    before = np.concatenate([[0], open_now[:-1]])
+    before = np.where(resets, 0, before)
+    return np.maximum(opened - (open_now - before), 0)
+
+
 def _linkerd_tcp(tcp: dict[str, Family], labels: dict[str, str], et: EdgeTraffic, index: int | tuple[int, int],
                  axis: int | None, exists: np.ndarray, resets: np.ndarray, *, read: str, write: str) -> None:
     def pick(array: np.ndarray) -> np.ndarray:
@@ -375,7 +386,7 @@ def _linkerd_tcp(tcp: dict[str, Family], labels: dict[str, str], et: EdgeTraffic
         return array.take(index, axis=axis).sum(axis=1)
 
     opened, open_now = pick(et.opened), pick(et.open)
-    closed = np.maximum(opened - np.diff(open_now, prepend=0), 0)
+    closed = _closed(opened, open_now, resets)
     data = {"sent": pick(et.sent_bytes), "received": pick(et.received_bytes)}
     tcp["tcp_open_total"].counter(labels, opened, exists, resets)
     tcp["tcp_close_total"].counter({**labels, "errno": ""}, closed, exists, resets)
@@ -441,7 +452,7 @@ def istio_families(traffic: Traffic) -> list[Family]:
                 def pick(array: np.ndarray, pod: Pod = pod, axis: int = axis) -> np.ndarray:
                     return array.take(pod.index, axis=axis).sum(axis=1)
                 opened, open_now = pick(et.opened), pick(et.open)
-                closed = np.maximum(opened - np.diff(open_now, prepend=0), 0)
+                closed = _closed(opened, open_now, resets)
                 tcp["istio_tcp_sent_bytes_total"].counter(base, pick(et.received_bytes), exists, resets)
                 tcp["istio_tcp_received_bytes_total"].counter(base, pick(et.sent_bytes), exists, resets)
                 tcp["istio_tcp_connections_opened_total"].counter(base, opened, exists, resets)

@@ -325,8 +325,23 @@ def simulate(scenario: Scenario, *, hours: float | None = None) -> Traffic:
                              np.rint(requests * edge.tcp.response_bytes).astype(np.int64))
             inbound[target.key] += requests.sum(axis=(1, 2))
         traffic.edges.append(et)
+    for et in traffic.edges:
+        _reconnect_after_restarts(et, pods)
     traffic.edges.sort(key=lambda et: scenario.edges.index(et.edge))
     return traffic
+
+
+def _reconnect_after_restarts(et: EdgeTraffic, pods: dict[str, list[Pod]]) -> None:
+    # A restart takes the pod's proxy down, and every connection through it with it: the peers
+    # reconnect at once, as many as were open. Each new connection lives on as the one it
+    # replaces, so ``open`` is unchanged and ``opened`` counts the reconnections.
+    for axis, workload in ((1, et.source), (2, et.target)):
+        for pod in pods[workload.key]:
+            for k in pod.restarts:
+                if 0 < k < len(et.opened):
+                    index = (k, pod.index, slice(None)) if axis == 1 else (k, slice(None), pod.index)
+                    before = (k - 1, pod.index, slice(None)) if axis == 1 else (k - 1, slice(None), pod.index)
+                    et.opened[index] += et.open[before]
 
 
 def _status_probabilities(edge: Edge, target: Workload, scenario: Scenario,
