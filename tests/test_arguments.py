@@ -66,7 +66,7 @@ def test_bad_label_values_are_refused_naming_the_argument(mesh, method, argument
 def test_linkerd_name_cannot_select_a_statefulset_by_matching_nothing(run, name):
     # name="" used to replace the deployment!="" matcher and return ledger, a StatefulSet
     _, prom, end = run
-    with pytest.raises(InvalidArgument, match="^name"):
+    with pytest.raises(InvalidArgument, match=r"^name"):
         ml.Linkerd(prom).traffic("deployment", namespace="back", name=name, at=end)
 
 

@@ -225,3 +225,42 @@ def test_edges_carry_bounds_on_every_side(five, mesh):
         assert (low <= estimate).all() and (estimate <= high).all() and (low < high).all()
     idle = frame[frame["requests"] == 0]
     assert idle[_latency_columns(frame)].isna().all().all()  # no requests: no estimate, no bounds
+
+
+# -- the dataset and the demo ------------------------------------------------------------------------
+
+def test_dataset_build_and_demo_say_when_meshes_differ_within_bucket_resolution(tmp_path, monkeypatch):
+    """scripts/build_datasets.py writes the bounds through the adapters; the demo's CSV names, for each
+    mesh and workload, the meshes whose p99 bucket overlaps its own."""
+    import importlib.util
+
+    import meshlab.datasets
+    from meshlab.cli import main
+
+    require_binary("prometheus")
+    spec = importlib.util.spec_from_file_location("build_datasets",
+                                                  Path(__file__).parent.parent / "scripts" / "build_datasets.py")
+    assert spec is not None and spec.loader is not None
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    build.build(tmp_path, 0.5)
+    monkeypatch.setattr(meshlab.datasets, "data_dir", lambda: tmp_path)
+    traffic = meshlab.datasets.load("mesh-shootout").frames["traffic"]
+    for q in schema.QUANTILES:
+        estimate, low, high = (traffic[schema.quantile_column(q, b)] for b in (None, "low", "high"))
+        assert (estimate.notna() == low.notna()).all() and (low <= estimate).all() and (estimate <= high).all()
+    out = tmp_path / "demo.csv"
+    assert main(["demo", "--out", str(out)]) == 0
+    summary = pd.read_csv(out, keep_default_na=False, na_values=[""], dtype={"latency_p99_within_resolution_of": str})
+    layouts = {"linkerd": LINKERD_BUCKETS_MS, "istio": ENVOY_BUCKETS_MS, "consul": ENVOY_BUCKETS_MS}
+    for row in summary.itertuples():
+        edges = (0.0, *layouts[row.mesh])
+        assert row.latency_p99_low_ms in edges and row.latency_p99_high_ms in edges
+        assert row.latency_p99_low_ms <= row.latency_p99_ms <= row.latency_p99_high_ms
+        overlapping = sorted(
+            other.mesh for other in summary.itertuples()
+            if other.workload == row.workload and other.mesh != row.mesh
+            and max(row.latency_p99_low_ms, other.latency_p99_low_ms)
+            <= min(row.latency_p99_high_ms, other.latency_p99_high_ms))
+        noted = row.latency_p99_within_resolution_of
+        assert (sorted(noted.split(", ")) if isinstance(noted, str) else []) == overlapping
