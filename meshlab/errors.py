@@ -10,12 +10,14 @@ __all__ = [
     "BinaryNotFoundError",
     "InvalidArgument",
     "MeshlabError",
+    "MeshlabWarning",
     "PrometheusError",
     "PrometheusUnavailable",
     "PrometheusWarning",
     "QueryError",
     "ResponseError",
     "SchemaError",
+    "ShortWindowWarning",
     "SourcesFailed",
     "SourcesFailedWarning",
 ]
@@ -102,3 +104,11 @@ class SourcesFailed(MeshlabError):
 
 class SourcesFailedWarning(UserWarning):
     """Some sources failed and the frame holds only the others' rows (see ``frame.attrs``)."""
+
+
+class MeshlabWarning(UserWarning):
+    """Base class of meshlab's own warnings about a result that may mislead."""
+
+
+class ShortWindowWarning(MeshlabWarning):
+    """A ``window`` shorter than two scrape intervals: ``rate()`` finds too few samples and rows go missing."""

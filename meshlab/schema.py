@@ -13,6 +13,8 @@ Each kind of frame is a :class:`FrameSpec` registered in :data:`FRAMES`. Use
 
 from __future__ import annotations
 
+import decimal
+import numbers
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,10 +23,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from .errors import SchemaError
+from .errors import InvalidArgument, SchemaError
 
-__all__ = ["FRAMES", "QUANTILES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "concat", "conform", "empty",
-           "quantile_column", "validate"]
+__all__ = ["BOUNDS", "FRAMES", "QUANTILES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "check_quantile",
+           "check_quantiles", "column_quantile", "concat", "conform", "empty", "quantile_column", "quantile_text",
+           "validate"]
 
 TIMESTAMP_DTYPE = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 
@@ -82,7 +85,9 @@ class FrameSpec:
     label_columns : bool
         Whether further categorical columns (one per Prometheus label) may follow.
     quantile_columns : bool
-        Whether further ``latency_pNN_ms`` float64 columns (extra quantiles) may follow.
+        Whether further latency float64 columns may follow: ``latency_pNN_ms`` (extra quantiles,
+        named by :func:`quantile_column`) and their ``latency_pNN_low_ms``/``latency_pNN_high_ms``
+        bucket bounds.
     doc : str
         One sentence on what a row is.
     optional : tuple of Column
@@ -248,12 +253,69 @@ def _has_dtype(dtype: object, role: Role) -> bool:
 
 #: The latency quantiles every traffic and edges frame has columns for.
 QUANTILES = (0.5, 0.9, 0.99)
-_QUANTILE_COLUMN = re.compile(r"^latency_p\d+_ms$")
+#: Which end of the histogram bucket a latency estimate fell in a bound column holds.
+BOUNDS = ("low", "high")
+# latency_p<digits>_ms: the quantile's decimal digits after "0.", at least two, no trailing zero past the
+# second (p50 is 0.5, p999 0.999, p0999 0.0999, p025 0.025); _low/_high: the bucket the estimate fell in.
+_QUANTILE_COLUMN = re.compile(r"^latency_p(?!00_)(\d\d(?:\d*[1-9])?)(?:_(low|high))?_ms$")
 
 
-def quantile_column(q: float) -> str:
-    """The column name of a latency quantile: 0.5 -> ``latency_p50_ms``, 0.999 -> ``latency_p999_ms``."""
-    return "latency_p" + f"{q * 100:g}".replace(".", "") + "_ms"
+def check_quantile(q: object, argument: str = "quantile") -> float:
+    """``q`` as a float, if it is a real number strictly between 0 and 1.
+
+    Raises
+    ------
+    InvalidArgument
+        Naming ``argument``, for strings, booleans, NaN and anything outside (0, 1).
+    """
+    if isinstance(q, bool) or not isinstance(q, numbers.Real):
+        raise InvalidArgument(f"{argument} must be numbers strictly between 0 and 1 such as 0.99, got {q!r} "
+                              f"({type(q).__name__})")
+    value = float(q)
+    if not 0.0 < value < 1.0:  # NaN fails too
+        raise InvalidArgument(f"{argument} must be strictly between 0 and 1 (0.99 is the 99th percentile), "
+                              f"got {q!r}")
+    return value
+
+
+def check_quantiles(quantiles: object, argument: str = "quantiles") -> tuple[float, ...]:
+    """The latency quantiles a frame gets: :data:`QUANTILES` and ``quantiles``, unique and sorted.
+
+    Raises
+    ------
+    InvalidArgument
+        When ``quantiles`` is not a list of numbers strictly between 0 and 1.
+    """
+    if isinstance(quantiles, (str, bytes)) or not isinstance(quantiles, Iterable):
+        raise InvalidArgument(f"{argument} must be a list of numbers between 0 and 1 such as (0.95, 0.999), "
+                              f"got {quantiles!r}")
+    return tuple(sorted({*QUANTILES, *(check_quantile(q, argument) for q in quantiles)}))
+
+
+def quantile_text(q: float) -> str:
+    """The exact decimal of a quantile, as PromQL and the column name carry it: 1e-07 -> ``0.0000001``.
+
+    The shortest decimal that reads back as the same float, never rounded (0.9999999 stays 0.9999999).
+    """
+    return format(decimal.Decimal(repr(check_quantile(q))), "f")
+
+
+def quantile_column(q: float, bound: str | None = None) -> str:
+    """The column name of a latency quantile: 0.5 -> ``latency_p50_ms``, 0.999 -> ``latency_p999_ms``,
+    0.0999 -> ``latency_p0999_ms``; with ``bound`` ("low" or "high"), the bucket-bound column
+    ``latency_p99_low_ms``. Every float in (0, 1) has its own name; :func:`column_quantile` reads it back."""
+    if bound is not None and bound not in BOUNDS:
+        raise InvalidArgument(f"bound must be 'low', 'high' or None, got {bound!r}")
+    digits = quantile_text(q)[2:].ljust(2, "0")
+    return f"latency_p{digits}{'_' + bound if bound else ''}_ms"
+
+
+def column_quantile(name: str) -> tuple[float, str | None] | None:
+    """``(quantile, bound)`` of a latency column name (bound None for the estimate), or None if it is not one."""
+    match = _QUANTILE_COLUMN.match(str(name))
+    if match is None:
+        return None
+    return float("0." + match[1]), match[2]
 
 
 def _extra_role(spec: FrameSpec, name: str) -> Role | None:
@@ -306,7 +368,8 @@ def validate(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
         else:
             checks.append((name, role))
     if unexpected:
-        allowed = " (and latency_pNN_ms quantile columns)" if spec.quantile_columns else ""
+        allowed = (" (and latency_pNN_ms quantile columns, pNN the quantile's digits after '0.': p999 is 0.999, "
+                   "with latency_pNN_low_ms/latency_pNN_high_ms bucket bounds)") if spec.quantile_columns else ""
         problems.append(f"unexpected columns {unexpected}; a {kind} frame has only {spec.names}{allowed}")
     dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))  # reading dtypes avoids building columns
     for name, role in checks:
@@ -362,7 +425,15 @@ def conform(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
         raise SchemaError(f"not a valid {kind} frame: missing columns {missing}; a {kind} frame has {spec.names}")
     optional = [c.name for c in spec.optional if c.name in frame.columns]
     extra = [name for name in frame.columns if name not in spec.names and name not in optional]
-    out = frame[[*spec.names[:1], *optional, *spec.names[1:], *extra]].copy()
+    order = [*spec.names[:1], *optional, *spec.names[1:], *extra]
+    if spec.quantile_columns:  # latency columns sorted by quantile, estimates first, then each one's bounds
+        latency = {name: found for name in order if (found := column_quantile(name)) is not None}
+        ranked = sorted(latency, key=lambda name: (latency[name][1] is not None, latency[name][0],
+                                                   BOUNDS.index(latency[name][1] or "low")))
+        first = next((i for i, name in enumerate(order) if name in latency), len(order))
+        rest = [name for name in order if name not in latency]
+        order = [*rest[:first], *ranked, *rest[first:]]
+    out = frame[order].copy()
     roles = {c.name: c.role for c in spec.columns}
     for name in out.columns:
         role = roles.get(name) or _extra_role(spec, name)

@@ -217,13 +217,14 @@ def test_queries_do_not_grow_with_the_number_of_workloads(run, monkeypatch):
     _, prom, start, end = run
     calls = count_requests(prom, monkeypatch)
     frame = ml.Linkerd(prom).traffic("deployment", start=start, end=end, step="1m")
-    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3  # success, failure, three quantiles
+    # success, failure, three quantiles, and the buckets their bounds come from
+    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3 + 1
     calls.clear()
     ml.Istio(prom).edges("deployment", start=start, end=end, step="1m", quantiles=(0.99,))
-    assert len(calls) == 2 * 3  # two sides
+    assert len(calls) == 2 * (2 + 3 + 1)  # two sides; 0.99 is one of the defaults
     calls.clear()
-    ml.Consul(prom).edges("service", at=end, quantiles=())
-    assert len(calls) == 2 + 1  # plus the series lookup for destination namespaces
+    ml.Consul(prom).edges("service", at=end, quantiles=(0.95,))
+    assert len(calls) == 2 + 4 + 1 + 1  # plus the series lookup for destination namespaces
 
 
 def test_one_instant_smi_style(run):
@@ -426,7 +427,7 @@ def test_concat_sources_reads_every_cluster_and_reports_the_failed_one(run, seco
     calls = count_requests(prom, monkeypatch)
     with pytest.warns(ml.SourcesFailedWarning, match=r"1 of 3 sources failed.*prod-ap: PrometheusUnavailable"):
         frame = ml.concat_sources(sources, "traffic", mesh="istio", kind="deployment", start=start, end=end)
-    assert len(calls) == 2 + 3  # still one query per signal for all workloads, per source
+    assert len(calls) == 2 + 3 + 1  # still one query per signal for all workloads, per source
     schema.validate(frame, "traffic")
     assert list(frame.columns[:3]) == ["timestamp", "cluster", "mesh"]
     assert list(frame["cluster"].cat.categories) == list(sources)
@@ -460,8 +461,8 @@ def test_concat_sources_takes_a_callable_and_checks_its_arguments(run):
         ml.concat_sources({"a": prom}, mesh="istoi")
     with pytest.raises(InvalidArgument, match=r"no mesh given for sources \['b'\]"):
         ml.concat_sources({"a": prom, "b": prom}, mesh={"a": "istio"})
-    with pytest.raises(InvalidArgument, match=r"source 'a' must be a meshlab\.Prometheus, got str"):
-        ml.concat_sources({"a": "http://prom:9090"}, mesh="istio")
+    with pytest.raises(InvalidArgument, match=r"source 'a' needs a meshlab\.Prometheus or a URL string .*got int"):
+        ml.concat_sources({"a": 9090}, mesh="istio")
 
 
 @pytest.mark.parametrize("mesh", ["linkerd", "istio", "consul"])

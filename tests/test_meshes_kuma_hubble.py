@@ -453,16 +453,17 @@ def test_queries_do_not_grow_with_the_number_of_workloads(run, monkeypatch):
     _, prom, start, end = run
     calls = count_requests(prom, monkeypatch)
     frame = ml.Kuma(prom).traffic("service", start=start, end=end, step="1m")
-    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3  # success, failure, three quantiles
+    # success, failure, three quantiles, and the buckets their bounds come from
+    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3 + 1
     calls.clear()
-    ml.Kuma(prom).edges("service", start=start, end=end, step="1m", quantiles=(0.99,))
-    assert len(calls) == 2 + 1 + 1  # plus the series lookup for destination namespaces
+    ml.Kuma(prom).edges("service", start=start, end=end, step="1m", quantiles=(0.95,))
+    assert len(calls) == 2 + 4 + 1 + 1  # plus the series lookup for destination namespaces
     calls.clear()
     frame = ml.Hubble(prom).traffic("deployment", start=start, end=end, step="1m")
-    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3
+    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3 + 1
     calls.clear()
-    ml.Hubble(prom).edges("deployment", at=end, quantiles=())
-    assert len(calls) == 2 * 2  # two sides
+    ml.Hubble(prom).edges("deployment", at=end, quantiles=(0.99,))  # one of the defaults
+    assert len(calls) == 2 * (2 + 3 + 1)  # two sides
 
 
 def test_promql_is_the_dashboards_and_escapes_user_values(run):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import warnings
 from abc import ABC
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,13 +39,13 @@ import numpy as np
 import pandas as pd
 
 from .. import schema
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, ShortWindowWarning
 from ..prometheus.client import Prometheus
 from ..prometheus.promql import MatchValue, NotEqual, OneOf, by, quote, selector
 from ..timeutil import Duration, TimeLike, format_duration, to_timedelta, to_timestamp
 
-__all__ = ["KINDS", "WORKLOAD_KINDS", "Identity", "Mesh", "Owners", "Signal", "TcpSignal", "available", "detect",
-           "earliest_sample", "get_mesh", "mesh", "register", "workload_of_pod"]
+__all__ = ["KINDS", "WORKLOAD_KINDS", "Identity", "Mesh", "Owners", "Signal", "TcpSignal", "as_prometheus", "available",
+           "check_label_value", "detect", "earliest_sample", "get_mesh", "mesh", "register", "workload_of_pod"]
 
 #: Every kind a mesh adapter may support; ``workload`` is every mesh's common key: each workload
 #: once, under its own name, whatever its Kubernetes kind.
@@ -254,10 +255,12 @@ class Mesh(ABC):
     #: the metric whose presence says this mesh has data in a Prometheus
     marker: ClassVar[str]
 
-    def __init__(self, prom: Prometheus):
-        if not isinstance(prom, Prometheus):
-            raise InvalidArgument(f"{type(self).__name__} needs a meshlab.Prometheus, got {type(prom).__name__}")
-        self.prom = prom
+    def __init__(self, prom: Prometheus | str, *, scrape_interval: Duration = "15s"):
+        self.prom = as_prometheus(prom, type(self).__name__)
+        #: how often Prometheus scrapes the proxies: a window shorter than two scrapes gets a ShortWindowWarning
+        self.scrape_interval = to_timedelta(scrape_interval, name="scrape_interval")
+        if self.scrape_interval <= pd.Timedelta(0):
+            raise InvalidArgument(f"scrape_interval must be positive, got {scrape_interval!r}")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.prom!r})"
@@ -301,10 +304,14 @@ class Mesh(ABC):
         side : {"client", "server"}, optional
             For edges; ``None`` is the workload (server-side) view.
         quantile : float
-            For ``latency``.
+            For ``latency``: strictly between 0 and 1, written into the PromQL exactly.
         source : {"cadvisor", "proxy"}
             For the proxy signals: cAdvisor's container metrics, or the proxy's own.
+
+        ``"latency_buckets"`` is the per-``le`` bucket rate that ``latency`` takes the quantile
+        of, which meshlab also reads to give each estimate its bucket bounds.
         """
+        _check_labels(namespace=namespace, name=name)
         if signal in PROXY_SIGNALS:
             if kind is not None or name is not None:
                 raise InvalidArgument("proxy signals are per pod: give namespace= only (cAdvisor knows no workloads)")
@@ -328,14 +335,17 @@ class Mesh(ABC):
             outcome = spec.success if signal == "success_count" else spec.failure
             counts = identity.wrap(f"increase({selector(spec.metric, {**base, **outcome})}[{window_text}])")
             return identity.only(f"sum {by(*group)} ({counts})", name)
-        if signal == "latency":
+        if signal in ("latency", "latency_buckets"):
             if spec.latency is None:
                 raise InvalidArgument(f"{self.name} has no latency histogram for this view")
             rates = identity.wrap(f"rate({selector(spec.latency, base)}[{window_text}])")
             inner = identity.only(f"sum {by('le', *group)} ({rates})", name)
+            if signal == "latency_buckets":
+                return inner
             scale = "" if spec.latency_scale == 1 else f" * {spec.latency_scale:g}"
-            return f"histogram_quantile({quantile:g}, {inner}){scale}"
+            return f"histogram_quantile({schema.quantile_text(schema.check_quantile(quantile))}, {inner}){scale}"
         raise InvalidArgument(f"unknown signal {signal!r}; must be one of: success_count, failure_count, latency, "
+                              "latency_buckets, "
                               f"{', '.join(TCP_SIGNALS)}, {', '.join(PROXY_SIGNALS)}")
 
     def _tcp_view(self, kind: str, side: str | None) -> tuple[Identity, TcpSignal]:
@@ -402,15 +412,19 @@ class Mesh(ABC):
         """Golden signals of each workload's inbound traffic, as its own proxies see them.
 
         Give ``start`` and ``end`` (and ``step``) for time series, or ``at`` for one
-        instant (SMI-style). ``quantiles`` chooses the latency quantiles to compute, one
-        query each; the p50, p90 and p99 columns are always present, NaN when not asked
-        for. See the module docstring for the semantics.
+        instant (SMI-style). ``quantiles`` adds latency quantiles (each strictly between 0
+        and 1, one query each) to the p50, p90 and p99 every frame has; the columns come
+        sorted by quantile, named exactly (0.999 -> ``latency_p999_ms``, 0.0999 ->
+        ``latency_p0999_ms``). Each estimate has its resolution: ``latency_pNN_low_ms`` and
+        ``latency_pNN_high_ms`` bound the histogram bucket it fell in (one more query).
+        See the module docstring for the semantics.
 
         Returns
         -------
         pandas.DataFrame
             A ``traffic`` frame, plus ``latency_pNN_ms`` for extra quantiles.
         """
+        self._check_arguments(namespace=namespace, name=name, window=window)
         kind = self._kind(kind)
         identity = self.workload_identity(kind)
         columns = {identity.namespace: "namespace", **({identity.name: "name"} if identity.name else {}),
@@ -433,12 +447,14 @@ class Mesh(ABC):
         """Golden signals per (source, destination), as the client's or the server's proxy sees them.
 
         ``namespace`` and ``name`` filter the source. Each mesh's docstring says which sides it has.
+        ``quantiles`` works as in :meth:`traffic`.
 
         Returns
         -------
         pandas.DataFrame
             An ``edges`` frame.
         """
+        self._check_arguments(namespace=namespace, name=name, window=window)
         kind = self._kind(kind)
         parts = []
         for side in self._sides(sides, self.edge_signals, "edges"):
@@ -484,6 +500,7 @@ class Mesh(ABC):
         pandas.DataFrame
             A ``tcp`` frame.
         """
+        self._check_arguments(namespace=namespace, name=name, window=window)
         kind = self._kind(kind)
         if per not in ("edge", "workload"):
             raise InvalidArgument(f"per must be 'edge' or 'workload', got {per!r}")
@@ -547,6 +564,7 @@ class Mesh(ABC):
         pandas.DataFrame
             A ``proxies`` frame.
         """
+        self._check_arguments(namespace=namespace, workload=workload, window=window)
         run = self._runner(start, end, step, at)
         keys = ["timestamp", "namespace", "pod"]
         cpu = run(self._proxy_promql("cpu_cores", namespace, window, source=source))
@@ -671,14 +689,20 @@ class Mesh(ABC):
                 columns: dict[str, str], start: TimeLike | None, end: TimeLike | None, step: Duration,
                 window: Duration, at: TimeLike | None, quantiles: Sequence[float]) -> pd.DataFrame:
         window_s = to_timedelta(window, name="window").total_seconds()
+        quantiles = schema.check_quantiles(quantiles)
         keys = ["timestamp", *columns.values()]
         queries = {signal: self.promql(signal, kind, namespace, name, window, side=side)
                    for signal in ("success_count", "failure_count")}
-        has_latency = (self.workload_signal if side is None else self.edge_signals[side]).latency is not None
-        for q in quantiles if has_latency else ():
+        spec = self.workload_signal if side is None else self.edge_signals[side]
+        for q in quantiles if spec.latency is not None else ():
             queries[schema.quantile_column(q)] = self.promql("latency", kind, namespace, name, window, side=side,
                                                              quantile=q)
-        frame = self._merged(self._runner(start, end, step, at), queries, columns)
+        run = self._runner(start, end, step, at)
+        frame = self._merged(run, queries, columns)
+        if spec.latency is not None:
+            buckets = self._labelled(run(self.promql("latency_buckets", kind, namespace, name, window, side=side)),
+                                     columns)
+            frame = _with_bucket_bounds(frame, buckets, keys, quantiles, spec.latency_scale)
         counted = frame["success_count"].notna() | frame["failure_count"].notna()
         frame = frame[counted].copy()
         frame[["success_count", "failure_count"]] = frame[["success_count", "failure_count"]].fillna(0.0)
@@ -686,10 +710,10 @@ class Mesh(ABC):
         with np.errstate(divide="ignore", invalid="ignore"):
             frame["success_rate"] = np.where(frame["requests"] > 0, frame["success_count"] / frame["requests"], np.nan)
         frame["rps"] = frame["requests"] / window_s
-        for q in (*schema.QUANTILES, *quantiles):  # the contract's p50/p90/p99 columns are always there
-            column = schema.quantile_column(q)
-            if column not in frame:
-                frame[column] = np.nan
+        for q in quantiles:  # a view with no latency histogram (none so far) still has the contract's columns
+            for bound in (None, *schema.BOUNDS):
+                if schema.quantile_column(q, bound) not in frame:
+                    frame[schema.quantile_column(q, bound)] = np.nan
         return frame.sort_values(keys, kind="stable").reset_index(drop=True)
 
     def _merged(self, run: Callable[[str], pd.DataFrame], queries: Mapping[str, str],
@@ -710,8 +734,19 @@ class Mesh(ABC):
             raise InvalidArgument("give start= and end= for a range, or at= for one instant (e.g. at='now')")
         return lambda q: self.prom.query_range(q, start, end, step)
 
+    def _check_arguments(self, *, window: Duration, **labels: object) -> None:
+        """Refuse bad label values; warn when ``window`` cannot hold two scrapes (rate() needs two samples)."""
+        _check_labels(**labels)
+        span = to_timedelta(window, name="window")
+        if span < 2 * self.scrape_interval:
+            warnings.warn(f"window={format_duration(span)} cannot hold two scrapes "
+                          f"{format_duration(self.scrape_interval)} apart, so rate() and increase() have too few "
+                          f"samples and rows will be missing; use window={format_duration(2 * self.scrape_interval)} "
+                          f"or more, or give {type(self).__name__}(prom, scrape_interval=...) if it scrapes faster",
+                          ShortWindowWarning, stacklevel=3)
+
     @classmethod
-    def detect(cls, prom: Prometheus) -> pd.Timestamp | None:
+    def detect(cls, prom: Prometheus | str) -> pd.Timestamp | None:
         """When this mesh's data begins in ``prom`` (to the second), or None if it has none."""
         return earliest_sample(prom, selector(cls.marker))
 
@@ -729,6 +764,93 @@ def _workload_edges(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     return _named(frame, ["src_namespace", "src_name", "dst_namespace", "dst_name"]) if kind == "workload" else frame
 
 
+def _with_bucket_bounds(frame: pd.DataFrame, buckets: pd.DataFrame, keys: list[str], quantiles: Sequence[float],
+                        scale: float) -> pd.DataFrame:
+    """``frame`` with ``latency_pNN_low_ms``/``_high_ms``: the bucket each quantile's rank falls in.
+
+    ``buckets`` is the per-``le`` rate ``histogram_quantile`` reads. The bucket is found as
+    Prometheus finds it: cumulative counts made monotonic, the first bucket whose count
+    reaches ``q * total``; the first bucket starts at 0, and a rank in the ``+Inf`` bucket
+    gives ``[highest finite bound, inf]`` (where ``histogram_quantile`` returns that bound).
+    """
+    out = frame
+    if not len(buckets) or not len(frame):
+        for q in quantiles:
+            for bound in schema.BOUNDS:
+                out[schema.quantile_column(q, bound)] = np.nan
+        return out
+    buckets = buckets.assign(le=pd.to_numeric(buckets["le"].astype(str), errors="coerce"))
+    wide = buckets.dropna(subset=["le"]).groupby([*keys, "le"], dropna=False)["value"].sum().unstack("le")
+    wide = wide.reindex(columns=sorted(wide.columns))
+    edges = wide.columns.to_numpy(dtype=np.float64)
+    counts = wide.to_numpy(dtype=np.float64)
+    cumulative = np.fmax.accumulate(np.where(np.isnan(counts), -np.inf, counts), axis=1)  # as Prometheus: monotonic
+    total = cumulative[:, -1]
+    usable = (len(edges) >= 2) & np.isposinf(edges[-1]) & (total > 0) & np.isfinite(total)
+    starts = np.concatenate([[0.0 if edges[0] > 0 else -np.inf], edges[:-1]])
+    bounds: dict[str, np.ndarray] = {}
+    for q in quantiles:
+        reached = cumulative >= (q * total)[:, None]
+        b = np.where(reached.any(axis=1), reached.argmax(axis=1), len(edges) - 1)
+        bounds[schema.quantile_column(q, "low")] = np.where(usable, starts[b] * scale, np.nan)
+        bounds[schema.quantile_column(q, "high")] = np.where(usable, edges[b] * scale, np.nan)
+    found = pd.DataFrame(bounds, index=wide.index).reset_index()
+    found = found.astype({k: frame[k].dtype for k in keys})
+    out = frame.merge(found, on=keys, how="left")
+    for q in quantiles:  # no estimate (no requests), no bounds
+        estimate = out[schema.quantile_column(q)]
+        for bound in schema.BOUNDS:
+            out.loc[estimate.isna(), schema.quantile_column(q, bound)] = np.nan
+    return out
+
+
+def as_prometheus(source: object, what: str = "source") -> Prometheus:
+    """``source`` as a :class:`~meshlab.Prometheus`: a client as it is, a URL string as a new client.
+
+    Raises
+    ------
+    InvalidArgument
+        Naming ``what`` and what it takes, for anything else.
+    """
+    if isinstance(source, Prometheus):
+        return source
+    if isinstance(source, str):
+        return Prometheus(source)
+    client = getattr(source, "client", None)
+    hint = f" (its .client is one: pass {what}(x.client))" if isinstance(client, Prometheus) else ""
+    raise InvalidArgument(f"{what} needs a meshlab.Prometheus or a URL string such as 'http://127.0.0.1:9090', "
+                          f"got {type(source).__name__}{hint}")
+
+
+def check_label_value(value: object, argument: str) -> str | None:
+    """``value`` if it can be a label matcher's value (None passes: no filter).
+
+    Raises
+    ------
+    InvalidArgument
+        Naming ``argument``: not a string, empty (which would match series *without* the
+        label), or not encodable as UTF-8 (a lone surrogate).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{argument} must be a string (a label value), got {value!r} ({type(value).__name__})")
+    if not value:
+        raise InvalidArgument(f"{argument} must not be empty: an empty label value matches series that lack the "
+                              f"label; leave {argument} out (None) to select all")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"{argument}={value!r} is not valid UTF-8 text (character {exc.start} is a lone "
+                              "surrogate); label values are UTF-8") from None
+    return value
+
+
+def _check_labels(**values: object) -> None:
+    for argument, value in values.items():
+        check_label_value(value, argument)
+
+
 def workload_of_pod(pod: str) -> str:
     """The workload a pod's name says it belongs to, by Kubernetes' naming rules.
 
@@ -742,12 +864,13 @@ def workload_of_pod(pod: str) -> str:
     return next(group for group in match.groups() if group is not None)
 
 
-def earliest_sample(prom: Prometheus, series: str, *, resolution_s: float = 1.0) -> pd.Timestamp | None:
+def earliest_sample(prom: Prometheus | str, series: str, *, resolution_s: float = 1.0) -> pd.Timestamp | None:
     """The time of the earliest sample of ``series``, to ``resolution_s``, by bisection.
 
     Each step asks whether any sample lies in ``(lo, mid]`` with
     ``count(last_over_time(series[mid - lo]))`` at ``mid``: about 30 small queries.
     """
+    prom = as_prometheus(prom, "earliest_sample")
     hi_ms = int(pd.Timestamp.now(tz="UTC").value // 1_000_000)
     lo_ms = 0
 
@@ -765,8 +888,9 @@ def earliest_sample(prom: Prometheus, series: str, *, resolution_s: float = 1.0)
     return pd.Timestamp(hi_ms, unit="ms", tz="UTC").as_unit("ns")
 
 
-def detect(prom: Prometheus) -> dict[str, pd.Timestamp]:
-    """Which registered meshes have data in ``prom``, and since when (to the second)."""
+def detect(prom: Prometheus | str) -> dict[str, pd.Timestamp]:
+    """Which registered meshes have data in ``prom`` (a client or a URL), and since when (to the second)."""
+    prom = as_prometheus(prom, "detect")
     found = {}
     for name in available():
         since = get_mesh(name).detect(prom)
@@ -820,6 +944,6 @@ def get_mesh(name: str) -> type[Mesh]:
         raise InvalidArgument(f"unknown mesh {name!r}; available: {', '.join(available())}") from None
 
 
-def mesh(name: str, prom: Prometheus) -> Mesh:
-    """An adapter for mesh ``name`` reading from ``prom``: ``ml.mesh("istio", prom)``."""
-    return get_mesh(name)(prom)
+def mesh(name: str, prom: Prometheus | str, *, scrape_interval: Duration = "15s") -> Mesh:
+    """An adapter for mesh ``name`` reading from ``prom`` (a client or a URL): ``ml.mesh("istio", prom)``."""
+    return get_mesh(name)(prom, scrape_interval=scrape_interval)

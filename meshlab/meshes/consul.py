@@ -102,6 +102,6 @@ class Consul(Mesh):
                     lambda series: [series["consul_source_service"]] if "consul_source_service" in series else [])
 
     @classmethod
-    def detect(cls, prom: Prometheus) -> pd.Timestamp | None:
+    def detect(cls, prom: Prometheus | str) -> pd.Timestamp | None:
         # Any Envoy (Kuma's, a gateway's) has downstream stats: Consul's carry consul_source_service.
         return earliest_sample(prom, selector(cls.marker, {"consul_source_service": NotEqual("")}))

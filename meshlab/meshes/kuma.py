@@ -117,6 +117,6 @@ class Kuma(Mesh):
                     lambda series: [s for s in series.get("kuma_io_services", "").split(",") if s])
 
     @classmethod
-    def detect(cls, prom: Prometheus) -> pd.Timestamp | None:
+    def detect(cls, prom: Prometheus | str) -> pd.Timestamp | None:
         # Envoy stats alone could be any Envoy mesh's (Consul's have the same names): Kuma's carry kuma_io_service.
         return earliest_sample(prom, selector(cls.marker, KUMA_SERIES))

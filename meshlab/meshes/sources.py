@@ -17,7 +17,7 @@ import pandas as pd
 from .. import schema
 from ..errors import InvalidArgument, PrometheusError, SchemaError, SourcesFailed, SourcesFailedWarning
 from ..prometheus.client import Prometheus
-from .base import get_mesh
+from .base import as_prometheus, get_mesh
 
 __all__ = ["FRAME_METHODS", "concat_sources"]
 
@@ -25,8 +25,9 @@ __all__ = ["FRAME_METHODS", "concat_sources"]
 FRAME_METHODS = ("traffic", "edges", "tcp", "proxies")
 
 
-def concat_sources(sources: Mapping[str, Prometheus], frame: str | Callable[[Prometheus], pd.DataFrame] = "traffic",
-                   *, mesh: str | Mapping[str, str] | None = None, errors: Literal["warn", "raise"] = "warn",
+def concat_sources(sources: Mapping[str, Prometheus | str],
+                   frame: str | Callable[[Prometheus], pd.DataFrame] = "traffic", *,
+                   mesh: str | Mapping[str, str] | None = None, errors: Literal["warn", "raise"] = "warn",
                    max_workers: int = 8, **options: Any) -> pd.DataFrame:
     """Read the same frame from several sources concurrently, as one frame with a ``cluster`` column.
 
@@ -34,8 +35,8 @@ def concat_sources(sources: Mapping[str, Prometheus], frame: str | Callable[[Pro
 
     Parameters
     ----------
-    sources : mapping of str to Prometheus
-        Cluster name -> the Prometheus that holds its mesh metrics.
+    sources : mapping of str to Prometheus or str
+        Cluster name -> the Prometheus (a client, or its URL) that holds its mesh metrics.
     frame : {"traffic", "edges", "tcp", "proxies"} or callable
         The adapter method to call, or any ``f(prom) -> DataFrame`` (such as
         ``lambda prom: ml.Istio(prom).traffic(at="now")``).
@@ -66,10 +67,11 @@ def concat_sources(sources: Mapping[str, Prometheus], frame: str | Callable[[Pro
         raise InvalidArgument("concat_sources needs at least one source: {'cluster name': meshlab.Prometheus(...)}")
     if errors not in ("warn", "raise"):
         raise InvalidArgument(f"errors must be 'warn' or 'raise', got {errors!r}")
-    for name, prom in sources.items():
-        if not isinstance(prom, Prometheus):
-            raise InvalidArgument(f"source {name!r} must be a meshlab.Prometheus, got {type(prom).__name__}")
-    read = _reader(sources, frame, mesh, options)
+    if not isinstance(sources, Mapping):
+        raise InvalidArgument("concat_sources needs a mapping {'cluster name': meshlab.Prometheus or URL}, "
+                              f"got {type(sources).__name__}")
+    clients = {name: as_prometheus(prom, f"source {name!r}") for name, prom in sources.items()}
+    read = _reader(clients, frame, mesh, options)
 
     def attempt(name: str) -> pd.DataFrame | str:
         try:
