@@ -379,7 +379,7 @@ def to_traffic_metrics(frame: pd.DataFrame, *, window: Duration | None = None,
     is_edges = bool({"src_namespace", "src_name", "dst_namespace", "dst_name", "side"} & set(frame.columns))
     kind = "edges" if is_edges else "traffic"
     try:
-        schema.validate(frame, kind)
+        schema.validate(frame, kind)  # text labels (pandas.concat of several frames) are fine
     except SchemaError as error:
         raise InvalidArgument(
             f"to_traffic_metrics needs a traffic or edges frame (what Mesh.traffic() and Mesh.edges() return); "
