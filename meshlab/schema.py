@@ -375,8 +375,8 @@ def concat(frames: Iterable[pd.DataFrame], kind: str | None = None) -> pd.DataFr
 
     ``pandas.concat`` turns categoricals whose categories differ (two meshes, two clusters,
     two time ranges) into plain text, and orders columns as they come; this puts the
-    result back into its kind's contract: the fixed columns first, labels categorical with
-    the union of the categories, metrics float64, timestamps UTC.
+    result back into its kind's contract: the fixed columns first, labels categorical (the
+    values present, sorted, when the parts' categories differ), metrics float64, timestamps UTC.
 
     Parameters
     ----------
@@ -396,10 +396,13 @@ def concat(frames: Iterable[pd.DataFrame], kind: str | None = None) -> pd.DataFr
 
     Examples
     --------
-    >>> one = empty("proxies").astype({"mesh": pd.CategoricalDtype(["linkerd"])})
-    >>> two = empty("proxies").astype({"mesh": pd.CategoricalDtype(["istio", "consul"])})
+    >>> t = pd.Timestamp(0, tz="UTC")
+    >>> one = conform(pd.DataFrame({"timestamp": [t], "value": [1.0], "mesh": ["linkerd"]}), "query")
+    >>> two = conform(pd.DataFrame({"timestamp": [t], "value": [2.0], "mesh": ["istio"]}), "query")
+    >>> isinstance(pd.concat([one, two])["mesh"].dtype, pd.CategoricalDtype)
+    False
     >>> list(concat([one, two])["mesh"].cat.categories)
-    ['linkerd', 'istio', 'consul']
+    ['istio', 'linkerd']
     """
     parts = [f for f in frames if len(f.columns)]
     if kind is None:
@@ -408,20 +411,7 @@ def concat(frames: Iterable[pd.DataFrame], kind: str | None = None) -> pd.DataFr
         kind = kind_of(parts[0])
     if not parts:
         return empty(kind)
-    out = conform(pd.concat(parts, ignore_index=True), kind)
-    # the union of the parts' categories, in the order they come, unused ones included
-    for name in out.columns:
-        if not isinstance(out[name].dtype, pd.CategoricalDtype):
-            continue
-        seen: dict[object, None] = {}
-        for part in parts:
-            if name in part.columns:
-                column = part[name]
-                values = column.cat.categories if isinstance(column.dtype, pd.CategoricalDtype) else column.dropna()
-                seen.update(dict.fromkeys(values))
-        if list(seen) != list(out[name].cat.categories):
-            out[name] = out[name].cat.set_categories(list(seen))
-    return out
+    return conform(pd.concat(parts, ignore_index=True), kind)
 
 
 def kind_of(frame: pd.DataFrame) -> str:
