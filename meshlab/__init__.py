@@ -34,6 +34,7 @@ _LAZY = {
     "concat_sources": "meshlab.meshes",
     "meshes": "meshlab.meshes",
     "validate": "meshlab.schema",
+    "concat": "meshlab.schema",
     "schema": "meshlab.schema",
     "timeutil": "meshlab.timeutil",
     "errors": "meshlab.errors",
@@ -93,6 +94,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .prometheus.interop import from_prometheus_pandas as from_prometheus_pandas
     from .prometheus.local import LocalPrometheus as LocalPrometheus
     from .prometheus.local import LocalVictoriaMetrics as LocalVictoriaMetrics
+    from .schema import concat as concat
     from .schema import validate as validate
     from .sim.sandbox import Sandbox as Sandbox
     from .sim.sandbox import sandbox as sandbox

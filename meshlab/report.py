@@ -2,21 +2,217 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import fcntl
 import os
+import re
 import tempfile
 from pathlib import Path
+from typing import IO, Any
 
 import pandas as pd
 
-__all__ = ["write_csv"]
+from .errors import InvalidArgument
+
+__all__ = ["TIMESTAMP_FORMAT", "neutralise", "remove_stale_temporaries", "write_csv", "write_csv_to"]
+
+#: How timestamps are written: ISO 8601 in UTC, microseconds, ``Z``.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TMP_SUFFIX = ".meshlab-tmp"
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+def neutralise(text: str) -> str:
+    """Make a text cell safe to open in a spreadsheet, OWASP style.
+
+    A cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+    single quote, so spreadsheets show it as text instead of evaluating it. A plain number
+    (``-5``, ``+1.5e3``) is left alone: it cannot be a formula.
+
+    Examples
+    --------
+    >>> neutralise("=1+1"), neutralise("-5"), neutralise("web")
+    ("'=1+1", '-5', 'web')
+    """
+    if text.startswith(_FORMULA_START) and not _PLAIN_NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
+def _neutralise_cell(value: Any) -> Any:
+    return neutralise(value) if isinstance(value, str) else value
+
+
+def _prepare(frame: pd.DataFrame, safe: bool) -> pd.DataFrame:
+    """A shallow copy with timestamps in UTC and (when ``safe``) text cells neutralised."""
+    out = frame.copy(deep=False)
+    for position in range(out.shape[1]):
+        column = out.iloc[:, position]
+        dtype = column.dtype
+        if isinstance(dtype, pd.DatetimeTZDtype):
+            # the format below appends "Z": the wall time must be UTC's
+            out.isetitem(position, column.dt.tz_convert("UTC"))
+        elif not safe:
+            continue
+        elif isinstance(dtype, pd.CategoricalDtype):
+            categories = dtype.categories
+            if pd.api.types.is_object_dtype(categories.dtype) or isinstance(categories.dtype, pd.StringDtype):
+                renamed = [_neutralise_cell(c) for c in categories]
+                if len(set(renamed)) == len(renamed):  # "'=x" and "=x" both present: fall back to values
+                    out.isetitem(position, column.cat.rename_categories(renamed))
+                else:
+                    out.isetitem(position, column.astype(object).map(_neutralise_cell))
+        elif pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype):
+            out.isetitem(position, column.map(_neutralise_cell, na_action="ignore"))
+    if safe:
+        out.columns = [_neutralise_cell(c) for c in out.columns]
+    return out
+
+
+class _RowEnds:
+    """A text handle that turns ``\\r\\n`` row ends outside quoted fields into ``\\n``.
+
+    The csv module quotes a field holding any character of its line terminator, so with
+    ``\\r\\n`` a bare carriage return inside a label is quoted (with ``\\n`` it is not, and
+    spreadsheets split the row there). Rows still end with ``\\n``: this handle rewrites the
+    terminators and keeps line breaks inside quoted fields as they are, whatever pieces
+    the text arrives in.
+    """
+
+    def __init__(self, handle: IO[str]):
+        self._handle = handle
+        self._quoted = False  # inside a quoted field at the end of the last write
+        self._cr = False  # the last write ended with an unquoted "\r", held back
+
+    def write(self, text: str) -> int:
+        if self._cr:
+            text, self._cr = "\r" + text, False
+        if '"' in text:
+            parts = text.split('"')  # a doubled quote toggles twice: the state stays right
+            for i, part in enumerate(parts):
+                if i:
+                    self._quoted = not self._quoted
+                if not self._quoted:
+                    parts[i] = part.replace("\r\n", "\n")
+            text = '"'.join(parts)
+        elif not self._quoted:
+            text = text.replace("\r\n", "\n")
+        if not self._quoted and text.endswith("\r"):
+            text, self._cr = text[:-1], True
+        self._handle.write(text)
+        return len(text)
+
+    def close(self) -> None:
+        if self._cr:  # never happens with the csv module: an unquoted "\r" is always a row end
+            self._handle.write("\r")
+            self._cr = False
+
+
+def write_csv_to(frame: pd.DataFrame, handle: IO[str], *, safe: bool = True) -> None:
+    """Write a frame as CSV to an open text handle (``sys.stdout``, a file), as :func:`write_csv` does.
+
+    Parameters
+    ----------
+    frame : pandas.DataFrame
+        The frame to write; its index is not written.
+    handle : text file
+        Where to write; opened with ``newline=""`` when it is a file.
+    safe : bool
+        Neutralise text cells a spreadsheet would read as formulas (see :func:`write_csv`).
+    """
+    rows = _RowEnds(handle)
+    _prepare(frame, safe).to_csv(rows, index=False, date_format=TIMESTAMP_FORMAT, lineterminator="\r\n",
+                                 quoting=csv.QUOTE_MINIMAL)  # type: ignore[call-overload]
+    rows.close()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files of :func:`write_csv` calls that were killed mid-write.
+
+    Every write holds an exclusive ``flock`` on its temporary file while it lives; the kernel
+    releases it when the writer dies, even by SIGKILL. A temporary file whose lock can be
+    taken therefore belongs to no live writer and is removed.
+
+    Parameters
+    ----------
+    folder : path-like
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed = []
+    for path in Path(folder).glob(f".*{_TMP_SUFFIX}"):
+        try:
+            with open(path, "rb") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
+                path.unlink()
+        except (BlockingIOError, FileNotFoundError, IsADirectoryError, PermissionError):
+            continue
+        removed.append(path)
+    return removed
+
+
+def _destination(path: Path) -> Path:
+    """Where the bytes go: a symlink is written through (its target replaced, the link kept)."""
+    try:
+        target = path.resolve()  # follows every link in the chain; strict=False: the file may be new
+    except (OSError, RuntimeError) as error:  # a symlink loop
+        raise InvalidArgument(f"cannot write {path}: {error}") from None
+    if target.is_dir():
+        raise InvalidArgument(f"cannot write {path}: it is a directory; give a file name such as {path / 'out.csv'}")
+    return target
+
+
+def _locked_temporary(folder: Path, name: str, mode: int) -> tuple[int, str]:
+    """A new temporary file beside the destination, with its lock held and its final mode."""
+    while True:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_TMP_SUFFIX, dir=folder)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:  # a cleaner may have taken the lock first and removed the file: start again
+            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
+                os.fchmod(fd, mode)
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, safe: bool = True) -> Path:
     """Write a frame as CSV, atomically.
 
     The CSV is written to a temporary file beside ``path`` and renamed over it, so an
-    interrupted write leaves the old file (or none), never a truncated one. Timestamps
-    are written in ISO 8601 with their UTC offset.
+    interrupted write leaves the old file (or none), never a truncated one; the temporary
+    file of a write killed midway is removed by the next write to that folder. ``path`` may
+    be a symlink: its target is replaced and the link kept. A new file gets the permissions
+    the umask gives (``0644`` under the usual ``022``); an existing one keeps its own.
+
+    Timestamps are written in ISO 8601 in UTC with a ``Z`` (zone-aware columns are converted,
+    naive ones are taken as UTC, as everywhere in meshlab). Rows end with ``\\n``; cells
+    holding a comma, a quote, a carriage return or a line feed are quoted.
+
+    Label values come from servers, so by default (``safe=True``) text cells that a spreadsheet
+    would evaluate as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return, and not a plain number) get a leading single quote, as OWASP recommends; numeric
+    columns are untouched. Pass ``safe=False`` to write text exactly as it is.
 
     Parameters
     ----------
@@ -24,20 +220,38 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
         The frame to write; its index is not written.
     path : path-like
         The destination. Parent directories are created.
+    safe : bool
+        Neutralise formula-like text cells (default True).
 
     Returns
     -------
     pathlib.Path
-        The path written.
+        The path written (as given, even when it is a symlink).
+
+    Raises
+    ------
+    InvalidArgument
+        If ``path`` is a directory or a symlink loop.
+    OSError
+        If the folder cannot be created or written.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = _destination(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            frame.to_csv(handle, index=False, date_format="%Y-%m-%dT%H:%M:%S.%fZ")
-        os.replace(tmp, path)
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    fd, tmp = _locked_temporary(target.parent, target.name, mode)
+    try:
+        with os.fdopen(os.dup(fd), "w", encoding="utf-8", newline="") as handle:
+            write_csv_to(frame, handle, safe=safe)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # releases the lock
     return path

@@ -26,8 +26,8 @@ import pandas as pd
 from .errors import InvalidArgument, SchemaError
 
 __all__ = ["BOUNDS", "FRAMES", "QUANTILES", "TIMESTAMP_DTYPE", "Column", "FrameSpec", "check_quantile",
-           "check_quantiles", "column_quantile", "concat", "conform", "empty", "quantile_column", "quantile_text",
-           "validate"]
+           "check_quantiles", "column_quantile", "concat", "conform", "empty", "kind_of", "quantile_column",
+           "quantile_text", "validate"]
 
 TIMESTAMP_DTYPE = pd.DatetimeTZDtype(unit="ns", tz="UTC")
 
@@ -241,6 +241,17 @@ def _spec(kind: str) -> FrameSpec:
         raise SchemaError(f"unknown frame kind {kind!r}; must be one of: {', '.join(FRAMES)}") from None
 
 
+def _is_text_labels(column: pd.Series) -> bool:
+    """Whether a non-categorical column holds only text or missing values: what ``pandas.concat``
+    makes of label columns whose categories differ."""
+    dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return True
+    if not pd.api.types.is_object_dtype(dtype):
+        return False
+    return pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+
+
 def _has_dtype(dtype: object, role: Role) -> bool:
     if role == "time":
         return isinstance(dtype, pd.DatetimeTZDtype) and dtype == TIMESTAMP_DTYPE
@@ -328,8 +339,12 @@ def _extra_role(spec: FrameSpec, name: str) -> Role | None:
     return "label" if spec.label_columns else None
 
 
-def validate(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
+def validate(frame: pd.DataFrame, kind: str, *, strict: bool = False) -> pd.DataFrame:
     """Check that a frame follows the contract of its kind.
+
+    ``pandas.concat`` of meshlab frames whose categories differ turns their label columns
+    into plain text (``object`` or ``string``); such a frame is still valid unless
+    ``strict=True``, and :func:`concat` or :func:`conform` make the labels categorical again.
 
     Parameters
     ----------
@@ -337,6 +352,9 @@ def validate(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
         The frame to check.
     kind : str
         A key of :data:`FRAMES`, e.g. ``"query"``.
+    strict : bool
+        Require label columns to be categorical, as meshlab returns them (default False:
+        text label columns are accepted too).
 
     Returns
     -------
@@ -372,10 +390,19 @@ def validate(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
                    "with latency_pNN_low_ms/latency_pNN_high_ms bucket bounds)") if spec.quantile_columns else ""
         problems.append(f"unexpected columns {unexpected}; a {kind} frame has only {spec.names}{allowed}")
     dtypes = dict(zip(frame.columns, frame.dtypes, strict=True))  # reading dtypes avoids building columns
+    concat_hint = False
     for name, role in checks:
-        if not _has_dtype(dtypes[name], role):
-            fix = _ROLE_FIX[role].format(col=name)
-            problems.append(f"column {name!r} has dtype {dtypes[name]}, expected {_ROLE_DTYPE[role]} (fix: {fix})")
+        if _has_dtype(dtypes[name], role):
+            continue
+        if role == "label" and _is_text_labels(frame[name]):
+            if not strict:
+                continue
+            concat_hint = True
+        fix = _ROLE_FIX[role].format(col=name)
+        problems.append(f"column {name!r} has dtype {dtypes[name]}, expected {_ROLE_DTYPE[role]} (fix: {fix})")
+    if concat_hint:
+        problems.append("pandas.concat turns categoricals whose categories differ into text: "
+                        f"meshlab.concat(frames, {kind!r}) keeps them categorical")
     if problems:
         raise SchemaError(f"not a valid {kind} frame: " + "; ".join(problems))
     return frame
@@ -450,13 +477,64 @@ def conform(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     return validate(out.reset_index(drop=True), kind)
 
 
-def concat(frames: Iterable[pd.DataFrame], kind: str) -> pd.DataFrame:
-    """Concatenate frames of one kind, keeping the contract.
+def concat(frames: Iterable[pd.DataFrame], kind: str | None = None) -> pd.DataFrame:
+    """Concatenate meshlab frames of one kind, keeping the contract (``meshlab.concat``).
 
-    ``pandas.concat`` turns categoricals whose categories differ into plain strings;
-    :func:`conform` restores them.
+    ``pandas.concat`` turns categoricals whose categories differ (two meshes, two clusters,
+    two time ranges) into plain text, and orders columns as they come; this puts the
+    result back into its kind's contract: the fixed columns first, labels categorical (the
+    values present, sorted, when the parts' categories differ), metrics float64, timestamps UTC.
+
+    Parameters
+    ----------
+    frames : iterable of pandas.DataFrame
+        Frames of one kind (frames without columns are skipped).
+    kind : str, optional
+        A key of :data:`FRAMES`. By default the kind the first frame validates as.
+
+    Returns
+    -------
+    pandas.DataFrame
+
+    Raises
+    ------
+    SchemaError
+        If the kind cannot be told from the frames, or the result does not fit it.
+
+    Examples
+    --------
+    >>> t = pd.Timestamp(0, tz="UTC")
+    >>> one = conform(pd.DataFrame({"timestamp": [t], "value": [1.0], "mesh": ["linkerd"]}), "query")
+    >>> two = conform(pd.DataFrame({"timestamp": [t], "value": [2.0], "mesh": ["istio"]}), "query")
+    >>> isinstance(pd.concat([one, two])["mesh"].dtype, pd.CategoricalDtype)
+    False
+    >>> list(concat([one, two])["mesh"].cat.categories)
+    ['istio', 'linkerd']
     """
     parts = [f for f in frames if len(f.columns)]
+    if kind is None:
+        if not parts:
+            raise SchemaError("concat of no frames (or only empty ones) needs kind=, e.g. kind='traffic'")
+        kind = kind_of(parts[0])
     if not parts:
         return empty(kind)
     return conform(pd.concat(parts, ignore_index=True), kind)
+
+
+def kind_of(frame: pd.DataFrame) -> str:
+    """The kind of a meshlab frame: the key of :data:`FRAMES` it validates as.
+
+    Raises
+    ------
+    SchemaError
+        If it validates as no kind.
+    """
+    for kind in FRAMES:
+        try:
+            validate(frame, kind)
+        except SchemaError:
+            continue
+        return kind
+    columns = list(frame.columns) if isinstance(frame, pd.DataFrame) else type(frame).__name__
+    raise SchemaError(f"not a meshlab frame of any kind ({', '.join(FRAMES)}): columns {columns}; "
+                      "pass kind= to be told what does not fit")

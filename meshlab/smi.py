@@ -40,6 +40,7 @@ import functools
 import json
 import math
 import re
+import reprlib
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DecimalException
 from typing import Any, Literal
@@ -239,11 +240,22 @@ def parse_quantity(text: str) -> Decimal:
         raise InvalidArgument(f"the quantity {text!r} is out of range") from None
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80
+_SHOW.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """A short repr for messages: input can be huge or nested thousands deep."""
+    return _SHOW.repr(value)
+
+
 # -- Go durations and RFC 3339 times -----------------------------------------------------------
 
 _GO_UNITS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9,
              "h": 3600 * 10**9}
 _GO_TERM = re.compile(r"([0-9]*(?:\.[0-9]*)?)([^0-9.]+)")
+_MAX_NANOS = 2**63 - 1
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})")
 
 
@@ -295,15 +307,19 @@ def _parse_go_duration(text: str) -> int | None:
 
 def _read_window(value: Any, where: str) -> pd.Timedelta:
     if not isinstance(value, str):
-        raise InvalidArgument(f"{where}.window must be a duration string such as '30s', not {value!r}")
+        raise InvalidArgument(f"{where}.window must be a duration string such as '30s', not {_show(value)}")
     nanos = _parse_go_duration(value)
     if nanos is None:
         try:  # not Go's grammar; meshlab's own (Prometheus-style, e.g. '1d') is read too
             nanos = to_timedelta(value, name=f"{where}.window").value
         except InvalidArgument:
-            raise InvalidArgument(f"{where}.window {value!r} is not a duration such as '30s' or '1m0s'") from None
+            raise InvalidArgument(f"{where}.window {_show(value)} is not a duration such as '30s' or '1m0s'") from None
+        except (ValueError, OverflowError):  # pandas' limits: about 292 years
+            raise InvalidArgument(f"{where}.window {_show(value)} is out of range: at most 2562047h47m16s") from None
     if nanos <= 0:
-        raise InvalidArgument(f"{where}.window must be positive, got {value!r}")
+        raise InvalidArgument(f"{where}.window must be positive, got {_show(value)}")
+    if nanos > _MAX_NANOS:  # Go's time.Duration and pandas both stop at about 292 years
+        raise InvalidArgument(f"{where}.window {_show(value)} is out of range: at most 2562047h47m16s")
     return pd.Timedelta(nanos, unit="ns")
 
 
@@ -317,8 +333,12 @@ def _format_time(ts: pd.Timestamp) -> str:
 def _read_time(value: Any, where: str) -> pd.Timestamp:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise InvalidArgument(f"{where}.timestamp must be an RFC 3339 time such as '2019-06-17T14:26:22Z', "
-                              f"not {value!r}")
-    return _parse_rfc3339(value)
+                              f"not {_show(value)}")
+    try:
+        return _parse_rfc3339(value)
+    except (ValueError, OverflowError) as error:  # 2024-02-30, hour 25, or past pandas' 1677-2262
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise InvalidArgument(f"{where}.timestamp {value!r} is not a valid time ({reason})") from None
 
 
 @functools.lru_cache(maxsize=4096)  # a list repeats each step's timestamp once per workload
@@ -379,7 +399,7 @@ def to_traffic_metrics(frame: pd.DataFrame, *, window: Duration | None = None,
     is_edges = bool({"src_namespace", "src_name", "dst_namespace", "dst_name", "side"} & set(frame.columns))
     kind = "edges" if is_edges else "traffic"
     try:
-        schema.validate(frame, kind)
+        schema.validate(frame, kind)  # text labels (pandas.concat of several frames) are fine
     except SchemaError as error:
         raise InvalidArgument(
             f"to_traffic_metrics needs a traffic or edges frame (what Mesh.traffic() and Mesh.edges() return); "
@@ -591,7 +611,9 @@ def from_traffic_metrics(obj: Mapping[str, Any] | str | bytes, *, mesh: str | No
 
     ``requests`` is ``success_count + failure_count``, ``success_rate`` is NaN without
     requests, ``rps`` is ``requests`` over the item's window, and a ``null`` or missing
-    latency is NaN. Metrics other than the counts and ``pNN_response_latency`` are ignored.
+    count or latency is NaN. Metrics other than the counts and ``pNN_response_latency`` are
+    ignored. Negative counts and latencies, infinite sums, impossible times and windows, and
+    JSON nested too deeply are refused with the path of the field.
 
     Parameters
     ----------
@@ -621,13 +643,16 @@ def from_traffic_metrics(obj: Mapping[str, Any] | str | bytes, *, mesh: str | No
             obj = json.loads(obj)
         except ValueError as error:
             raise InvalidArgument(f"from_traffic_metrics: the text is not JSON ({error})") from None
+        except RecursionError:
+            raise InvalidArgument("from_traffic_metrics: the JSON text is nested too deeply to be a "
+                                  "TrafficMetricsList") from None
     if not isinstance(obj, _MAPPINGS):
         raise InvalidArgument(f"from_traffic_metrics needs a TrafficMetricsList or TrafficMetrics object "
                               f"(a dict or its JSON text), got {type(obj).__name__}")
     if side not in (None, "client", "server"):
-        raise InvalidArgument(f"side must be 'client' or 'server', not {side!r}")
+        raise InvalidArgument(f"side must be 'client' or 'server', not {_show(side)}")
     if mesh is not None and (not isinstance(mesh, str) or not mesh):
-        raise InvalidArgument(f"mesh must be a mesh name such as 'linkerd', not {mesh!r}")
+        raise InvalidArgument(f"mesh must be a mesh name such as 'linkerd', not {_show(mesh)}")
     top_kind = obj.get("kind")
     _check_api_version(obj, "the object")
     if top_kind == "TrafficMetricsList":
@@ -643,7 +668,7 @@ def from_traffic_metrics(obj: Mapping[str, Any] | str | bytes, *, mesh: str | No
     elif top_kind == "TrafficMetrics":
         items, where, empty_kind = [obj], ["the item"], "traffic"
     else:
-        raise InvalidArgument(f"kind must be 'TrafficMetricsList' or 'TrafficMetrics', not {top_kind!r}")
+        raise InvalidArgument(f"kind must be 'TrafficMetricsList' or 'TrafficMetrics', not {_show(top_kind)}")
     rows = [_read_item(item, at, mesh, side) for item, at in zip(items, where, strict=True)]
     kinds = {kind for kind, _ in rows}
     if len(kinds) > 1:
@@ -661,21 +686,21 @@ def _check_api_version(obj: Mapping[str, Any], where: str, *, required: bool = T
     if version is None and not required:
         return
     if version not in [f"{API_GROUP}/{v}" for v in VERSIONS]:
-        raise InvalidArgument(f"{where} has apiVersion {version!r}; expected "
+        raise InvalidArgument(f"{where} has apiVersion {_show(version)}; expected "
                               f"{' or '.join(f'{API_GROUP}/{v}' for v in VERSIONS)}")
 
 
 def _read_ref(value: Any, where: str) -> tuple[str, str, str]:
     """(meshlab kind, namespace, name) of an ObjectReference; a namespace's namespace is its name."""
     if not isinstance(value, _MAPPINGS):
-        raise InvalidArgument(f"{where} must be an object reference {{kind, namespace, name}}, not {value!r}")
+        raise InvalidArgument(f"{where} must be an object reference {{kind, namespace, name}}, not {_show(value)}")
     k8s_kind, name, namespace = value.get("kind"), value.get("name"), value.get("namespace")
     if not isinstance(k8s_kind, str) or not k8s_kind:
         raise InvalidArgument(f"{where} has no kind")
     # Case-insensitive: smi-metrics wrote 'Daemonset' and 'Statefulset' (smi-sdk-go's spelling).
     kind = k8s_kind.lower()
     if kind not in _KINDS:
-        raise InvalidArgument(f"{where}.kind {k8s_kind!r} is not a kind meshlab reads; "
+        raise InvalidArgument(f"{where}.kind {_show(k8s_kind)} is not a kind meshlab reads; "
                               f"kinds: {', '.join(k for k, _ in _KINDS.values())}")
     if not isinstance(name, str) or not name:
         raise InvalidArgument(f"{where} has no name")
@@ -695,11 +720,14 @@ def _read_value(value: Any, where: str) -> float:
         except InvalidArgument as error:
             raise InvalidArgument(f"{where}: {error}") from None
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)  # the spec's YAML examples write plain numbers (value: 100)
+        try:
+            number = float(value)  # the spec's YAML examples write plain numbers (value: 100)
+        except OverflowError:
+            number = math.inf
     else:
-        raise InvalidArgument(f"{where} must be a quantity string such as '296875m', not {value!r}")
+        raise InvalidArgument(f"{where} must be a quantity string such as '296875m', not {_show(value)}")
     if not math.isfinite(number):
-        raise InvalidArgument(f"{where} {value!r} is out of range")
+        raise InvalidArgument(f"{where} {_show(value)} is out of range")
     return number
 
 
@@ -711,13 +739,13 @@ def _quantity_float(text: str) -> float:
 
 def _read_metrics(value: Any, where: str) -> dict[str, float]:
     if not isinstance(value, list):
-        raise InvalidArgument(f"{where}.metrics must be a list of {{name, unit, value}}, not {value!r}")
+        raise InvalidArgument(f"{where}.metrics must be a list of {{name, unit, value}}, not {_show(value)}")
     out: dict[str, float] = {}
     seen: set[str] = set()
     for i, metric in enumerate(value):
         at = f"{where}.metrics[{i}]"
         if not isinstance(metric, _MAPPINGS) or not isinstance(metric.get("name"), str):
-            raise InvalidArgument(f"{at} must be an object with a name, not {metric!r}")
+            raise InvalidArgument(f"{at} must be an object with a name, not {_show(metric)}")
         name = metric["name"]
         latency = _LATENCY_METRIC.match(name)
         if not latency and name not in ("success_count", "failure_count"):
@@ -728,7 +756,12 @@ def _read_metrics(value: Any, where: str) -> dict[str, float]:
         if "value" not in metric:
             raise InvalidArgument(f"{at} ({name}) has no value")
         number = _read_value(metric["value"], f"{at}.value")
+        if number < 0:  # NaN compares False: null stays a missing value
+            what = "a latency" if latency else "a count"
+            raise InvalidArgument(f"{at}.value ({name}) is {_show(metric['value'])}: {what} cannot be negative")
         unit = metric.get("unit") or ""
+        if not isinstance(unit, str):
+            raise InvalidArgument(f"{at}.unit ({name}) must be a string such as 'ms', not {_show(unit)}")
         if latency:
             scale = {"": 1.0, "ms": 1.0, "s": 1000.0, "seconds": 1000.0}.get(unit)
             if scale is None:  # '' is the SDK's unit (ms) left out; the spec's YAML examples say seconds
@@ -739,8 +772,11 @@ def _read_metrics(value: Any, where: str) -> dict[str, float]:
                 raise InvalidArgument(f"{at} ({name}) has unit {unit!r}; a count has none")
             out[name] = number
     for name in ("success_count", "failure_count"):
-        if name not in out:
-            raise InvalidArgument(f"{where}.metrics has no {name}")
+        out.setdefault(name, math.nan)  # a missing count is unknown, as a null one is
+    total = out["success_count"] + out["failure_count"]
+    if math.isinf(total):
+        raise InvalidArgument(f"{where}.metrics: success_count + failure_count is out of range "
+                              f"({out['success_count']:g} + {out['failure_count']:g})")
     return out
 
 
@@ -748,7 +784,7 @@ def _read_item(item: Any, where: str, mesh: str | None, side: str | None) -> tup
     if not isinstance(item, _MAPPINGS):
         raise InvalidArgument(f"{where} must be a TrafficMetrics object, not {type(item).__name__}")
     if item.get("kind", "TrafficMetrics") != "TrafficMetrics":
-        raise InvalidArgument(f"{where} has kind {item.get('kind')!r}; expected 'TrafficMetrics'")
+        raise InvalidArgument(f"{where} has kind {_show(item.get('kind'))}; expected 'TrafficMetrics'")
     _check_api_version(item, where, required=False)
     metadata = item.get("metadata")
     labels = metadata.get("labels") if isinstance(metadata, _MAPPINGS) else None
@@ -769,13 +805,13 @@ def _read_item(item: Any, where: str, mesh: str | None, side: str | None) -> tup
     window = _read_window(item.get("window"), where)
     edge = item.get("edge")
     if edge is not None and not isinstance(edge, _MAPPINGS):
-        raise InvalidArgument(f"{where}.edge must be an object {{direction, side, resource}}, not {edge!r}")
+        raise InvalidArgument(f"{where}.edge must be an object {{direction, side, resource}}, not {_show(edge)}")
     edge = edge or {}
     way, edge_side, other = edge.get("direction"), edge.get("side") or None, edge.get("resource")
     if way not in (None, "from", "to"):
-        raise InvalidArgument(f"{where}.edge.direction must be 'from' or 'to', not {way!r}")
+        raise InvalidArgument(f"{where}.edge.direction must be 'from' or 'to', not {_show(way)}")
     if edge_side not in (None, "client", "server"):
-        raise InvalidArgument(f"{where}.edge.side must be 'client' or 'server', not {edge_side!r}")
+        raise InvalidArgument(f"{where}.edge.side must be 'client' or 'server', not {_show(edge_side)}")
     if not other:  # null or {}: all the traffic of the resource
         if way == "to":
             raise InvalidArgument(f"{where} is all the traffic its resource sent (direction 'to', no edge "
@@ -791,7 +827,7 @@ def _read_item(item: Any, where: str, mesh: str | None, side: str | None) -> tup
         if isinstance(other, _MAPPINGS) and "kind" not in other:
             other = {**other, "kind": item["resource"].get("kind")}  # a kind left out means the same kind
         if isinstance(other, _MAPPINGS) and not other.get("name"):
-            raise InvalidArgument(f"{where}.edge.resource selects traffic without naming a workload ({other!r}); "
+            raise InvalidArgument(f"{where}.edge.resource selects traffic without naming a workload ({_show(other)}); "
                                   "meshlab's edges frames are workload to workload")
         other_kind, other_namespace, other_name = _read_ref(other, f"{where}.edge.resource")
         if other_kind != kind:
@@ -807,6 +843,8 @@ def _read_item(item: Any, where: str, mesh: str | None, side: str | None) -> tup
         frame_kind = "edges"
     row.update(_read_metrics(item.get("metrics"), where))
     row["_window_s"] = window.total_seconds()
+    if math.isinf((row["success_count"] + row["failure_count"]) / row["_window_s"]):
+        raise InvalidArgument(f"{where}: requests per second over the {window} window are out of range")
     return frame_kind, row
 
 

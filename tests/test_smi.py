@@ -577,8 +577,10 @@ def test_writing_errors(small):
         to_traffic_metrics("frame")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match=r"read as a traffic frame: .*missing columns \['rps'\]"):
         to_traffic_metrics(small.drop(columns="rps"))
-    with pytest.raises(InvalidArgument, match=r"column 'mesh' has dtype object.*conform\(frame, 'traffic'\)"):
-        to_traffic_metrics(small.astype({"mesh": object}))
+    # text labels (what pandas.concat leaves) are accepted; numbers are no labels
+    assert to_traffic_metrics(small.astype({"mesh": object})) == to_traffic_metrics(small)
+    with pytest.raises(InvalidArgument, match=r"column 'mesh' has dtype float64.*conform\(frame, 'traffic'\)"):
+        to_traffic_metrics(small.assign(mesh=1.0))
     with pytest.raises(InvalidArgument, match=r"read as an edges frame: .*missing columns"):
         to_traffic_metrics(small.assign(side="client"))
     with pytest.raises(InvalidArgument, match="no resource for kind 'cronjob'; it covers: namespace, pod"):
@@ -623,7 +625,6 @@ READING_ERRORS = [
      r"items\[0\]\.metrics\[3\]\.value: '12 apples' is not a Kubernetes quantity"),
     (lambda o: o["items"][0]["metrics"][3].update(value=True),
      r"items\[0\]\.metrics\[3\]\.value must be a quantity string"),
-    (lambda o: o["items"][0]["metrics"].pop(4), r"items\[0\]\.metrics has no failure_count"),
     (lambda o: o["items"][0]["metrics"].append(o["items"][0]["metrics"][0]),
      r"items\[0\]\.metrics\[5\]: p99_response_latency appears twice"),
     (lambda o: o["items"][0]["metrics"][0].update(unit="furlongs"),
@@ -692,3 +693,106 @@ def test_the_cluster_of_concat_sources_travels_as_a_label():
     assert_same_frame(back, two)
     with pytest.raises(InvalidArgument, match="cluster 'prod eu' cannot be a Kubernetes label value"):
         to_traffic_metrics(two.assign(cluster=pd.Categorical(["prod eu"] * len(two))))
+
+
+# -- hostile input: refused with the field's path, never a raw exception -----------------------
+
+def test_a_missing_count_reads_as_a_null_one(small):
+    missing, null = to_traffic_metrics(small), to_traffic_metrics(small)
+    missing["items"][0]["metrics"].pop(4)  # failure_count
+    null["items"][0]["metrics"][4]["value"] = None
+    read_missing, read_null = from_traffic_metrics(missing), from_traffic_metrics(null)
+    tm.assert_frame_equal(read_missing, read_null)
+    assert math.isnan(read_missing["failure_count"][0]) and read_missing["success_count"][0] == 10.0
+    assert math.isnan(read_missing["requests"][0]) and math.isnan(read_missing["rps"][0])
+
+
+def _set(path: tuple, value):
+    def change(obj):
+        target = obj["items"][0]
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return change
+
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+HOSTILE = [
+    (_set(("metrics", 3, "value"), "-5"), r"items\[0\]\.metrics\[3\]\.value \(success_count\) is '-5': a count cannot"),
+    (_set(("metrics", 4, "value"), -1), r"items\[0\]\.metrics\[4\]\.value \(failure_count\) is -1: a count cannot"),
+    (_set(("metrics", 0, "value"), "-1m"), r"metrics\[0\]\.value \(p99_response_latency\) is '-1m': a latency cannot"),
+    (_set(("metrics", 3, "value"), "1E308"), None),  # fine alone...
+    (lambda o: (_set(("metrics", 3, "value"), "1E308")(o), _set(("metrics", 4, "value"), "1E308")(o)),
+     r"items\[0\]\.metrics: success_count \+ failure_count is out of range"),  # ...but not summed
+    (lambda o: (_set(("metrics", 3, "value"), "1E300")(o), _set(("window",), "1ns")(o)),
+     r"items\[0\]: requests per second over the 0 days 00:00:00.000000001 window are out of range"),
+    (_set(("metrics", 3, "value"), 10**400), r"metrics\[3\]\.value 1000.* is out of range"),
+    (_set(("metrics", 3, "value"), "1e400"), r"metrics\[3\]\.value: the quantity '1e400' is out of range|out of range"),
+    (_set(("timestamp",), "9999-12-31T00:00:00Z"), r"items\[0\]\.timestamp '9999-12-31T00:00:00Z' is not a valid time"),
+    (_set(("timestamp",), "0001-01-01T00:00:00Z"), r"items\[0\]\.timestamp '0001-01-01T00:00:00Z' is not a valid"),
+    (_set(("timestamp",), "2024-02-30T00:00:00Z"), r"items\[0\]\.timestamp '2024-02-30T00:00:00Z' is not a valid time"),
+    (_set(("timestamp",), "2024-01-01T25:00:00Z"), r"items\[0\]\.timestamp '2024-01-01T25:00:00Z' is not a valid time"),
+    (_set(("timestamp",), "2024-01-01T10:61:00+02:00"), r"items\[0\]\.timestamp .* is not a valid time"),
+    (_set(("window",), "9999999999h"), r"items\[0\]\.window '9999999999h' is out of range"),
+    (_set(("window",), "300y"), r"items\[0\]\.window .300y. is out of range"),
+    (_set(("resource",), json.loads("[" * 500 + "]" * 500)), r"items\[0\]\.resource must be an object reference"),
+    (_set(("metrics",), [json.loads("[" * 500 + "]" * 500)]), r"items\[0\]\.metrics\[0\] must be an object"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), HOSTILE)
+def test_hostile_values_are_refused_with_their_path(small, change, message):
+    obj = to_traffic_metrics(small)
+    change(obj)
+    if message is None:
+        assert from_traffic_metrics(obj)["success_count"][0] == 1e308
+        return
+    with pytest.raises(InvalidArgument, match=message):
+        from_traffic_metrics(obj)
+    with pytest.raises(InvalidArgument, match=message):  # the JSON text too
+        from_traffic_metrics(json.dumps(obj))
+
+
+def test_json_nested_too_deeply_is_refused():
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        from_traffic_metrics(_DEEP)
+    with pytest.raises(InvalidArgument, match="nested too deeply"):
+        from_traffic_metrics('{"kind": "TrafficMetricsList", "items": ' + _DEEP + "}")
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["-5", "1E308", "-1m", "0", "9999-12-31T00:00:00Z", "2024-02-30T00:00:00Z",
+                       "2024-01-01T25:00:00Z", "30s", "-30s", "9999999999h", "1ns", "Deployment", "from", "to"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+_PATHS = [(), ("timestamp",), ("window",), ("resource",), ("resource", "kind"), ("resource", "name"),
+          ("resource", "namespace"), ("edge",), ("edge", "direction"), ("edge", "side"), ("edge", "resource"),
+          ("metrics",), ("metrics", 0), ("metrics", 0, "value"), ("metrics", 0, "unit"), ("metrics", 3, "value"),
+          ("metrics", 4, "value"), ("metrics", 4, "name"), ("metadata",), ("metadata", "labels"), ("kind",)]
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes=st.lists(st.tuples(st.sampled_from(_PATHS), _JSON), min_size=1, max_size=3))
+def test_any_value_anywhere_is_read_or_refused_cleanly(changes):
+    frame = traffic_frame([dict(timestamp="2024-01-01", mesh="linkerd", kind="deployment", namespace="shop",
+                                name="web", success_count=10.0, failure_count=2.0, latency_p99_ms=5.0)], window_s=30)
+    obj = to_traffic_metrics(frame)
+    for path, value in changes:
+        try:
+            if path:
+                _set(path, value)(obj)
+            else:
+                obj["items"][0] = value
+        except (KeyError, IndexError, TypeError):
+            continue  # an earlier change removed the place
+    try:
+        out = from_traffic_metrics(obj)
+    except InvalidArgument:
+        return  # refused, with a MeshlabError
+    schema.validate(out, "traffic", strict=True)
+    metrics = out[["success_count", "failure_count", "requests", "rps"]].to_numpy()
+    assert not np.isinf(metrics).any() and not (metrics < 0).any()
+    latencies = out.filter(like="latency_").to_numpy()
+    assert not (latencies < 0).any()
