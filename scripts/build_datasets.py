@@ -23,8 +23,8 @@ import pandas as pd
 import yaml
 
 import meshlab
-from meshlab.sim.costs import __doc__ as COSTS_DOC
 from meshlab.sim import load_scenario
+from meshlab.sim.costs import __doc__ as COSTS_DOC
 from meshlab.sim.sandbox import Sandbox
 
 STEP = "30s"

@@ -280,6 +280,7 @@ class _LocalServer:
             if self._wait_ready():
                 break
             self._finalizer.detach()
+            self._finalizer = None
             _terminate(self.process, None)
             self._log.close()
             self.process = None
