@@ -392,3 +392,18 @@ def test_a_killed_promtool_build_leaves_no_process_and_the_next_start_cleans_up(
     with ml.sandbox(INCIDENTS, meshes=("linkerd",), hours=0.25) as prom:  # ...the next start removes
         assert len(prom.query("request_total", time=prom.sandbox.traffic.times_ms[-1] / 1000)) > 0
     assert not any(p.exists() for p in left_tmp + left_staging)
+
+
+
+@pytest.mark.parametrize(("end", "last"), [(None, "2024-05-01T00:06:00Z"),
+                                           ("2030-01-01T00:00:10Z", "2030-01-01T00:00:00Z")])
+def test_sim_backfill_end_moves_the_written_run(tmp_path, capsys, end, last):
+    from meshlab.cli import main
+
+    args = ["sim", "backfill", "--scenario", str(INCIDENTS), "--meshes", "linkerd", "--hours", "0.1",
+            "--out", str(tmp_path)]
+    assert main(args + (["--end", end] if end else [])) == 0
+    lines = [line for path in tmp_path.glob("*.om") for line in path.read_bytes().splitlines()]
+    stamps = {float(line.rsplit(b" ", 1)[1]) for line in lines if line and not line.startswith(b"#")}
+    assert pd.Timestamp(max(stamps), unit="s", tz="UTC") == pd.Timestamp(last)
+    assert max(stamps) - min(stamps) == 360  # 0.1 h, wherever it is placed

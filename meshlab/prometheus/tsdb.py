@@ -140,11 +140,11 @@ def _shift_index(path: Path, delta_ms: int, width: int, crc: Any) -> None:
         length, body = _uvarint(data, pos)
         if length == 0:
             break
-        labels, p = _uvarint(data, body)
+        labels, p = (data[body], body + 1) if data[body] < 0x80 else _uvarint(data, body)
         if labels:
             p = ends[find(ends, p) + 2 * labels - 1] + 1  # past the label references
-        chunks, p = _uvarint(data, p)
-        if chunks:
+        if data[p]:  # the number of chunks, a varint: only whether it is zero matters
+            p = ends[find(ends, p)] + 1
             times.append(p)
         spans.append((body, body + length))
         pos = body + length + 4
@@ -162,6 +162,9 @@ def _shift_chunks(path: Path, delta_ms: int, width: int, crc: Any) -> None:
         length = data[pos]
         if length < 0x80:
             pos += 1
+        elif data[pos + 1] < 0x80:  # chunks of up to 16 KiB: two bytes, inlined as this loop is hot
+            length = (length & 0x7F) | (data[pos + 1] << 7)
+            pos += 2
         else:
             length, pos = _uvarint(data, pos)
         if length == 0:

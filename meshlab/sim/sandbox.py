@@ -6,9 +6,10 @@
 The scenario is simulated and loaded into ``prometheus`` from PATH, on a free loopback
 port: pushed by remote write (the default, about five times faster), or written as
 OpenMetrics and backfilled with promtool (``load="promtool"``). On exit the server is
-stopped by PID and its data removed. The run's TSDB blocks are cached (keyed by meshlab's
-version, the scenario and the arguments), so the next sandbox of the same run starts in
-well under a second;
+stopped by PID and its data removed. The run ends now unless ``end=`` pins it. The run's
+TSDB blocks are cached (keyed by meshlab's version, the scenario and the arguments, not the
+time), with a manifest of sizes and checksums checked on every use, so the next sandbox of
+the same run only copies them and moves them in time (:func:`meshlab.prometheus.tsdb.shift_blocks`);
 the cache keeps to ``$MESHLAB_CACHE_MAX_BYTES`` (2 GiB by default), dropping the least
 recently used runs first (:func:`prune_cache`).
 """
