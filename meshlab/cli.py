@@ -166,7 +166,7 @@ def _sim_backfill(args: argparse.Namespace) -> int:
     from .sim import load_scenario, simulate, write_backfill
 
     began = time.perf_counter()
-    traffic = simulate(load_scenario(args.scenario), hours=args.hours)
+    traffic = _placed_run(simulate(load_scenario(args.scenario), hours=args.hours), args.end)
     files, samples = write_backfill(traffic, args.meshes.split(","), args.out)
     print(f"wrote {samples:,} samples in {len(files)} OpenMetrics files to {args.out} "
           f"in {time.perf_counter() - began:.1f} s")
@@ -178,16 +178,63 @@ def _sim_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _placed_run(traffic: Any, end: str | None) -> Any:
+    """The run as simulated, or moved to end at ``end`` (``now`` or a time)."""
+    if end is None:
+        return traffic
+    from .sim.sandbox import end_run_at
+
+    return end_run_at(traffic, end)
+
+
+def _metric_names(traffic: Any, meshes: Sequence[str]) -> set[str]:
+    from .sim.meshes import mesh_families
+
+    names = set()
+    for mesh in meshes:
+        for family in mesh_families(traffic, mesh):
+            suffixes = ("_bucket", "_count", "_sum") if family.type == "histogram" else ("",)
+            names |= {family.name + suffix for suffix in suffixes}
+    return names
+
+
 def _sim_push(args: argparse.Namespace) -> int:
-    from .prometheus.client import redact_url
+    from .prometheus.client import Prometheus, redact_url
+    from .prometheus.remote_write import count_stored, query_url
     from .sim import load_scenario, push_backfill, simulate
 
     began = time.perf_counter()
-    traffic = simulate(load_scenario(args.scenario), hours=args.hours)
-    samples = push_backfill(traffic, args.meshes.split(","), args.url)
+    meshes = args.meshes.split(",")
+    traffic = _placed_run(simulate(load_scenario(args.scenario), hours=args.hours), args.end)
+    samples = push_backfill(traffic, meshes, args.url)
     times = traffic.timestamps()
-    print(f"pushed {samples:,} samples ({times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC) to "
-          f"{redact_url(args.url)} in {time.perf_counter() - began:.1f} s")
+    span = f"{times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC"
+    where = redact_url(args.url)
+    base = query_url(args.url) if args.verify else None
+    if args.verify and base is None:
+        print(f"meshlab: not checking what {where} stored: it has no query API at a known place",
+              file=sys.stderr)
+    if base is not None:
+        # A server may acknowledge samples and drop them (VictoriaMetrics, past its retention): count them.
+        start_ms, end_ms = int(traffic.times_ms[0]), int(traffic.times_ms[-1])
+        names = _metric_names(traffic, meshes)
+        try:
+            with Prometheus(base, timeout=60) as client:
+                deadline = time.monotonic() + 10  # writes become searchable within a second or two
+                while (stored := count_stored(client, names, start_ms, end_ms)) < samples \
+                        and time.monotonic() < deadline:
+                    time.sleep(0.5)
+        except MeshlabError as exc:
+            print(f"meshlab: could not count what {where} stored ({exc}); --no-verify skips the check",
+                  file=sys.stderr)
+            base, stored = None, samples
+        if stored < samples:
+            raise MeshlabError(
+                f"{where} acknowledged {samples:,} samples ({span}) but holds only {stored:,} of them: "
+                "VictoriaMetrics drops samples older than its -retentionPeriod (a month by default) without an "
+                "error; push a recent run (--end now) or start it with a longer -retentionPeriod")
+    print(f"pushed {samples:,} samples ({span}) to {where} in {time.perf_counter() - began:.1f} s"
+          + ("; all of them are stored" if base is not None else ""))
     return 0
 
 
@@ -278,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.set_defaults(run=_sim_backfill)
     push.add_argument("url", help="the remote-write URL: http://host:9090/api/v1/write for Prometheus (started with "
                                   "--web.enable-remote-write-receiver) or VictoriaMetrics, .../api/v1/push for Mimir")
+    push.add_argument("--no-verify", dest="verify", action="store_false",
+                      help="do not count what the server stored afterwards (one query)")
+    for sub in (backfill, push):
+        sub.add_argument("--end", default=None,
+                         help="end the run at this time: 'now' or an ISO time (default: the scenario's own date). "
+                              "Prometheus takes samples at most an hour older than the newest it holds")
     push.set_defaults(run=_sim_push)
     return parser
 

@@ -23,6 +23,7 @@ import pandas as pd
 import yaml
 
 import meshlab
+from meshlab.sim import load_scenario
 from meshlab.sim.costs import __doc__ as COSTS_DOC
 from meshlab.sim.sandbox import Sandbox
 
@@ -73,7 +74,8 @@ QUERIES = {
 def build(out: Path, hours: float) -> None:
     name = "mesh-shootout"
     began = time.perf_counter()
-    box = Sandbox("shop", ("linkerd", "istio", "consul"), hours, cache=False)
+    own_end = load_scenario("shop").start + pd.Timedelta(hours=hours)  # the dataset keeps the scenario's date
+    box = Sandbox("shop", ("linkerd", "istio", "consul"), hours, cache=False, end=own_end)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
     try:
         _build_into(tmp, out, name, box, hours, began)

@@ -152,3 +152,31 @@ def test_server_dies_with_a_killed_parent(tmp_path):
     finally:
         live.stop()
     assert not live.workdir.exists() and kept.workdir.is_dir()
+
+
+@pytest.mark.parametrize("failure", ["bad flag", "damaged blocks"])
+def test_a_failed_start_leaves_no_copy_of_the_data(tmp_path, monkeypatch, failure):
+    require_binary("prometheus")
+    import tempfile
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    blocks = tmp_path / "blocks"
+    block = blocks / "01HQ0000000000000000000000"
+    (block / "chunks").mkdir(parents=True)
+    (block / "chunks" / "000001").write_bytes(os.urandom(4096))
+    (block / "index").write_bytes(os.urandom(4096))  # a garbage index: prometheus refuses the block
+    (block / "meta.json").write_text('{"ulid": "01HQ0000000000000000000000", "minTime": 1700000000000, '
+                                     '"maxTime": 1700007200000, "stats": {}, "compaction": {"level": 1}, '
+                                     '"version": 1}')
+    args = {"extra_args": ["--no-such-flag"]} if failure == "bad flag" else {"blocks": blocks}
+    server = LocalPrometheus(**args)
+    with pytest.raises(MeshlabError, match="did not start"):
+        server.start()
+    assert server.pid is None
+    assert list(tmp.glob("meshlab-prometheus-*")) == []  # neither the copied blocks nor the log stay
+    started = LocalPrometheus(**({} if failure == "bad flag" else {"blocks": None}))
+    with started:  # the same kind of server still starts afterwards
+        assert started.pid
+    assert list(tmp.glob("meshlab-prometheus-*")) == []

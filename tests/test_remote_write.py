@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -342,3 +344,45 @@ def test_meshlab_sim_push_loads_a_server_and_hides_credentials(capsys):
         pushed = int(out.split()[1].replace(",", ""))
         assert pushed > 0 and stored_samples(server.client, end, "1h") == pushed
     assert "s3cret" not in out and "***@127.0.0.1" in out
+
+
+def _push(url, *extra):
+    from meshlab.cli import main
+
+    from .test_sim import INCIDENTS
+
+    return main(["sim", "push", url, "--scenario", str(INCIDENTS), "--meshes", "linkerd", "--hours", "0.25", *extra])
+
+
+def test_sim_push_reports_samples_victoria_metrics_acknowledged_and_dropped(capsys):
+    require_binary("victoria-metrics", "victoria-metrics-prod")
+    with LocalVictoriaMetrics(extra_args=["-retentionPeriod=1d"]) as server:
+        assert _push(server.url + "/api/v1/write") == 2  # the scenario's own date, 2024: past the retention
+        err = capsys.readouterr().err
+        assert re.search(r"acknowledged [\d,]+ samples .* but holds only 0 of them: VictoriaMetrics drops samples "
+                         r"older than its -retentionPeriod", err), err
+        assert "pushed" not in err
+        assert _push(server.url + "/api/v1/write", "--end", "now") == 0  # a recent run is kept whole
+        out = capsys.readouterr().out
+        pushed = int(out.split()[1].replace(",", ""))
+        server.force_flush()
+        now = time.time()
+        held = server.client.query('sum(count_over_time({__name__=~".+"}[1h]))', time=now)["value"].item()
+        assert pushed > 0 and held == pushed and "all of them are stored" in out
+
+
+def test_sim_push_end_now_fits_a_server_with_newer_data_and_the_error_says_how(capsys, tmp_path):
+    require_binary("prometheus")
+    with LocalPrometheus(remote_write=True) as server:
+        url = server.url + "/api/v1/write"
+        assert _push(url, "--end", "now") == 0  # the server now holds data up to the present
+        pushed = int(capsys.readouterr().out.split()[1].replace(",", ""))
+        assert stored_samples(server.client, time.time(), "1h") == pushed
+        assert _push(url) == 2  # the scenario's own date: far behind the newest sample
+        err = capsys.readouterr().err
+        assert "out of bounds" in err and "--end now" in err and "out_of_order_time_window" in err
+    config = "storage:\n  tsdb:\n    out_of_order_time_window: 5000d\nscrape_configs: []\n"
+    with LocalPrometheus(remote_write=True, config=config) as server:  # the error's advice works
+        url = server.url + "/api/v1/write"
+        assert _push(url, "--end", "now") == 0 and _push(url) == 0
+        assert "all of them are stored" in capsys.readouterr().out

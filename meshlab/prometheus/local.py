@@ -13,6 +13,7 @@ Examples
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
 import shutil
@@ -23,7 +24,8 @@ import sys
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,7 +35,8 @@ from ..errors import BinaryNotFoundError, MeshlabError
 from ..openmetrics import seconds_to_millis_lines
 from .client import Prometheus
 
-__all__ = ["LocalPrometheus", "LocalVictoriaMetrics", "find_binary", "stored_samples"]
+__all__ = ["LocalPrometheus", "LocalVictoriaMetrics", "find_binary", "locked_tempdir", "remove_stale_dirs",
+           "remove_stale_workdirs", "stored_samples"]
 
 INSTALL_HINTS = {
     "prometheus": "install it with `apt-get install --no-install-recommends prometheus` (Debian/Ubuntu) "
@@ -76,15 +79,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    # Linux: stop the server if the Python process that started it is killed outright
-    # (SIGKILL, a crashed kernel), when no finalizer can run.
+def _die_with_parent(parent: int | None = None) -> None:  # pragma: no cover - runs in the child before exec
+    # Linux: stop the child (a server, a promtool) if the Python process that started it is
+    # killed outright (SIGKILL, a crashed kernel), when no finalizer can run.
     try:
         import ctypes
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _child_dies_with_us() -> Callable[[], None] | None:
+    """A ``preexec_fn`` tying a child's life to this process (Linux only; elsewhere None)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return functools.partial(_die_with_parent, os.getpid())
 
 
 def _existing_files(openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None) -> list[Path]:
@@ -133,8 +145,18 @@ def remove_stale_workdirs(name: str, tmp: str | os.PathLike[str] | None = None) 
     list of Path
         The directories removed.
     """
+    return remove_stale_dirs(Path(tmp or tempfile.gettempdir()), f"meshlab-{name}-*")
+
+
+def remove_stale_dirs(parent: str | os.PathLike[str], pattern: str) -> list[Path]:
+    """Remove the directories matching ``pattern`` in ``parent`` whose owner has died.
+
+    The rule of :func:`remove_stale_workdirs`: a directory with a ``.lock`` file whose
+    exclusive ``flock`` can be taken is stale; one marked ``.keep``, or without a lock file,
+    is left alone.
+    """
     removed = []
-    for path in Path(tmp or tempfile.gettempdir()).glob(f"meshlab-{name}-*"):
+    for path in Path(parent).glob(pattern):
         lock_path = path / ".lock"
         if not lock_path.is_file() or (path / ".keep").exists():
             continue
@@ -148,6 +170,22 @@ def remove_stale_workdirs(name: str, tmp: str | os.PathLike[str] | None = None) 
     return removed
 
 
+@contextmanager
+def locked_tempdir(prefix: str, parent: str | os.PathLike[str] | None = None) -> Iterator[Path]:
+    """A temporary directory that :func:`remove_stale_dirs` removes if this process is killed.
+
+    It holds a ``.lock`` file, locked exclusively while the ``with`` block runs (the kernel
+    releases the lock when the process dies, however it dies); removed on exit.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        with open(path / ".lock", "wb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class _LocalServer:
     """Start a server process on a free port, wait until it is ready, stop it by PID."""
 
@@ -158,20 +196,22 @@ class _LocalServer:
     def __init__(self, *, workdir: str | os.PathLike[str] | None = None, keep: bool = False):
         self._own_workdir = workdir is None
         self._lock: IO[bytes] | None = None
-        if workdir is None:
-            workdir = tempfile.mkdtemp(prefix=f"meshlab-{self.name}-")
-            # held while this process lives: a later server removes the directory if we are killed
-            self._lock = open(Path(workdir) / ".lock", "wb")  # noqa: SIM115 - open for the object's life
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            if keep:
-                (Path(workdir) / ".keep").touch()
-        self.workdir = Path(workdir)
         self.keep = keep
+        self.workdir = self._make_workdir() if workdir is None else Path(workdir)
         self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize | None = None
         self._log: IO[bytes] | None = None
         self._client: Prometheus | None = None
+
+    def _make_workdir(self) -> Path:
+        workdir = Path(tempfile.mkdtemp(prefix=f"meshlab-{self.name}-"))
+        # held while this process lives: a later server removes the directory if we are killed
+        self._lock = open(workdir / ".lock", "wb")  # noqa: SIM115 - open for the object's life
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if self.keep:
+            (workdir / ".keep").touch()
+        return workdir
 
     # Subclasses fill these in.
     def _prepare(self) -> None:
@@ -214,6 +254,16 @@ class _LocalServer:
         if self.process is not None:
             return self
         remove_stale_workdirs(self.name)
+        if self._own_workdir and not self.workdir.is_dir():
+            self.workdir = self._make_workdir()  # an earlier start failed and removed it
+        try:
+            self._start()
+        except BaseException:
+            self.stop()  # no process, and no copy of the data, left behind
+            raise
+        return self
+
+    def _start(self) -> None:
         self._prepare()
         for _attempt in range(3):
             port = free_port()
@@ -221,7 +271,7 @@ class _LocalServer:
             self.process = subprocess.Popen(
                 self._command(port), stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=self.workdir, start_new_session=True,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+                preexec_fn=_child_dies_with_us(),
             )
             self._finalizer = weakref.finalize(
                 self, _terminate, self.process, str(self.workdir) if self._own_workdir and not self.keep else None
@@ -230,6 +280,7 @@ class _LocalServer:
             if self._wait_ready():
                 break
             self._finalizer.detach()
+            self._finalizer = None
             _terminate(self.process, None)
             self._log.close()
             self.process = None
@@ -239,7 +290,6 @@ class _LocalServer:
         else:
             raise MeshlabError(f"{self.name} could not find a free port after 3 attempts")
         self._after_start()
-        return self
 
     def _wait_ready(self) -> bool:
         assert self.process is not None
@@ -301,6 +351,9 @@ class LocalPrometheus(_LocalServer):
         before the server starts (several at once, one per CPU).
     blocks : path-like, optional
         A directory of TSDB blocks to start from (copied, never modified).
+    shift_ms : int
+        Move the copied blocks this many milliseconds in time before starting
+        (:func:`meshlab.prometheus.tsdb.shift_blocks`).
     config : str, optional
         The ``prometheus.yml`` text; by default an empty config with no scrape jobs.
     remote_write : bool
@@ -325,10 +378,11 @@ class LocalPrometheus(_LocalServer):
     def __init__(self, openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
                  *, config: str | None = None, extra_args: Sequence[str] = (),
                  workdir: str | os.PathLike[str] | None = None, keep: bool = False,
-                 blocks: str | os.PathLike[str] | None = None, remote_write: bool = False):
+                 blocks: str | os.PathLike[str] | None = None, remote_write: bool = False, shift_ms: int = 0):
         self.binary = find_binary("prometheus", env="MESHLAB_PROMETHEUS")
         self.remote_write = remote_write
         self.blocks = Path(blocks) if blocks is not None else None
+        self.shift_ms = int(shift_ms)
         files = _existing_files(openmetrics)
         self.promtool = find_binary("promtool", env="MESHLAB_PROMTOOL") if files else None
         super().__init__(workdir=workdir, keep=keep)
@@ -339,7 +393,16 @@ class LocalPrometheus(_LocalServer):
     def _prepare(self) -> None:
         data = self.workdir / "data"
         if self.blocks is not None:
-            shutil.copytree(self.blocks, data, dirs_exist_ok=True)
+            from .tsdb import MANIFEST, shift_blocks
+
+            shutil.copytree(self.blocks, data, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MANIFEST, ".*"))
+            try:
+                moved = not self.shift_ms or shift_blocks(data, self.shift_ms)
+            except (ValueError, KeyError) as exc:  # damaged blocks
+                raise MeshlabError(f"the blocks in {str(self.blocks)!r} are damaged: {exc}") from None
+            if not moved:
+                raise MeshlabError(f"the blocks in {str(self.blocks)!r} cannot be moved by {self.shift_ms} ms "
+                                   "(times outside 2005-2039, or a block format meshlab does not know)")
         data.mkdir(exist_ok=True)
         (self.workdir / "prometheus.yml").write_text(self.config)
         backfill(self.openmetrics, data, promtool=self.promtool)
@@ -419,7 +482,7 @@ def backfill(openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[st
     def run(path: str | os.PathLike[str]) -> str | None:
         result = subprocess.run(
             [tool, "tsdb", "create-blocks-from", "openmetrics", "--quiet", str(path), str(data_dir)],
-            capture_output=True, text=True, env=env,
+            capture_output=True, text=True, env=env, preexec_fn=_child_dies_with_us(),
         )
         if result.returncode == 0:
             return None

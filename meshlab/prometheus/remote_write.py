@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import InvalidArgument, PrometheusError
 from .client import Prometheus
 
-__all__ = ["RemoteWriter", "encode_labels", "encode_timeseries"]
+__all__ = ["RemoteWriter", "count_stored", "encode_labels", "encode_timeseries", "query_url"]
 
 #: Uncompressed bytes per request; Prometheus' own sender batches a few MB at a time.
 MAX_REQUEST_BYTES = 4 << 20
@@ -303,11 +303,65 @@ class RemoteWriter:
             with self._lock:
                 accepted = self.samples
             hint = ""
-            if "out of bounds" in text or "too old" in text:
+            if "out of bounds" in text or "too old" in text or "out of order" in text:
                 hint = ("; Prometheus takes samples at most an hour older than the newest it holds, so history "
-                        "must go oldest first into a server that holds nothing newer (a fresh one)")
+                        "must go oldest first into a server that holds nothing newer (a fresh one). Into a "
+                        "server that is scraping, only the last hour before its present fits (`meshlab sim push "
+                        "--end now --hours 1`); for more, let it take older samples with `storage: {tsdb: "
+                        "{out_of_order_time_window: 30d}}` in prometheus.yml (Prometheus 2.39 or later)")
             raise PrometheusError(
                 f"{self.url} refused a remote-write request of {count:,} samples (HTTP {status}): "
                 f"{text.strip()[:300]}; it had acknowledged {accepted:,} samples before{hint}")
         with self._lock:
             self.samples += count
+
+
+#: Remote-write paths and where the same server answers PromQL, relative to the URL's base.
+_QUERY_PATHS = {"/api/v1/write": "", "/api/v1/push": "/prometheus"}
+
+
+def query_url(write_url: str) -> str | None:
+    """Where the server behind a remote-write URL answers queries, or None when it is not known.
+
+    ``http://h:9090/api/v1/write`` (Prometheus, VictoriaMetrics) gives ``http://h:9090``;
+    ``http://h:9009/api/v1/push`` (Mimir, Cortex) gives ``http://h:9009/prometheus``. Thanos
+    Receive has no query API of its own (a Querier in front of it does).
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(write_url)
+    for suffix, replacement in _QUERY_PATHS.items():
+        if parts.path.rstrip("/").endswith(suffix):
+            path = parts.path.rstrip("/")[: -len(suffix)] + replacement
+            return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+    return None
+
+
+def count_stored(client: Prometheus, names: Iterable[str], start_ms: int, end_ms: int) -> int:
+    """How many samples of the metrics ``names`` the server holds from ``start_ms`` to ``end_ms`` (inclusive).
+
+    One query, ``sum(count_over_time({__name__=~"a|b"}[...]))`` at ``end_ms``, which
+    VictoriaMetrics answers; Prometheus refuses it when two metrics share their other
+    labels (``count_over_time`` drops the name), and then gets one query per metric.
+    ``latency_offset=0s`` and ``nocache=1`` make VictoriaMetrics count its newest samples
+    too; Prometheus ignores them.
+    """
+    import re
+
+    from ..errors import QueryError
+
+    names = sorted(set(names))
+    window = f"{end_ms - start_ms + 1}ms"  # (end - window, end] holds start
+
+    def count(selector: str) -> int:
+        params = {"query": f"sum(count_over_time({selector}[{window}]))", "time": f"{end_ms / 1000:.3f}",
+                  "latency_offset": "0s", "nocache": "1"}
+        result = client.get("query", params).get("result") or []
+        return int(float(result[0]["value"][1])) if result else 0
+
+    try:
+        return count('{__name__=~"' + "|".join(re.escape(n) for n in names) + '"}')
+    except QueryError as exc:
+        if "same labelset" not in str(exc):
+            raise
+    return sum(count(name) for name in names)

@@ -6,21 +6,23 @@
 The scenario is simulated and loaded into ``prometheus`` from PATH, on a free loopback
 port: pushed by remote write (the default, about five times faster), or written as
 OpenMetrics and backfilled with promtool (``load="promtool"``). On exit the server is
-stopped by PID and its data removed. The run's TSDB blocks are cached (keyed by meshlab's
-version, the scenario and the arguments), so the next sandbox of the same run starts in
-well under a second;
+stopped by PID and its data removed. The run ends now unless ``end=`` pins it. The run's
+TSDB blocks are cached (keyed by meshlab's version, the scenario and the arguments, not the
+time), with a manifest of sizes and checksums checked on every use, so the next sandbox of
+the same run only copies them and moves them in time (:func:`meshlab.prometheus.tsdb.shift_blocks`);
 the cache keeps to ``$MESHLAB_CACHE_MAX_BYTES`` (2 GiB by default), dropping the least
 recently used runs first (:func:`prune_cache`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
 import os
 import shutil
-import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,19 +33,60 @@ import pandas as pd
 from .. import __version__, schema
 from ..errors import InvalidArgument, MeshlabError
 from ..prometheus.client import Prometheus
-from ..prometheus.local import LocalPrometheus, backfill, find_binary
+from ..prometheus.local import (
+    LocalPrometheus,
+    backfill,
+    find_binary,
+    locked_tempdir,
+    remove_stale_dirs,
+    remove_stale_workdirs,
+)
+from ..prometheus.tsdb import ManifestError, can_shift, verify_manifest, write_manifest
+from ..timeutil import TimeLike, to_millis, to_timestamp, utc_now
 from .meshes import check_mesh
 from .output import push_backfill, write_backfill
 from .scenario import Scenario, load_scenario
 from .traffic import Traffic, simulate
 
-__all__ = ["Sandbox", "cache_dir", "prune_cache", "sandbox"]
+__all__ = ["Sandbox", "SandboxCacheWarning", "cache_dir", "end_run_at", "prune_cache", "sandbox"]
 
 DEFAULT_MESHES = ("linkerd", "istio", "consul")
 #: How a sandbox loads its run into Prometheus; the first is the default.
 LOADERS = ("remote-write", "promtool")
 #: How much the sandbox cache may hold before the least recently used runs are removed.
 CACHE_MAX_BYTES = 2 * 2**30
+
+
+class SandboxCacheWarning(UserWarning):
+    """A cached run was damaged (or would not start) and is being rebuilt."""
+
+
+def end_run_at(traffic: Traffic, end: TimeLike | None = None) -> Traffic:
+    """The same run moved in time so that its last scrape is at ``end``.
+
+    Parameters
+    ----------
+    traffic : Traffic
+        A simulated run.
+    end : time, optional
+        ``None`` or ``"now"`` for the current time, else any time :func:`meshlab.timeutil.to_timestamp`
+        reads (``"2024-03-04T06:00:00Z"``, ``"-1h"``, unix seconds). Rounded down to a whole
+        scrape interval since the epoch.
+
+    Returns
+    -------
+    Traffic
+        Every timestamp (and the scenario's ``start``) moved by the same amount; the counts,
+        pods and incidents are the run's own, so its truth moves with it.
+    """
+    stamp = utc_now() if end is None else to_timestamp(end, name="end")
+    step = int(traffic.interval_s * 1000)
+    end_ms = to_millis(stamp) // step * step
+    delta = end_ms - int(traffic.times_ms[-1])
+    if delta == 0:
+        return traffic
+    scenario = dataclasses.replace(traffic.scenario, start=traffic.scenario.start + pd.Timedelta(delta, unit="ms"))
+    return dataclasses.replace(traffic, scenario=scenario, times_ms=traffic.times_ms + delta)
 
 
 def cache_dir() -> Path:
@@ -122,8 +165,9 @@ class Sandbox:
     Attributes
     ----------
     scenario : Scenario
+        The scenario, its ``start`` moved to where the run is placed.
     traffic : Traffic
-        The simulated run, for ground truth (:meth:`truth`).
+        The simulated run at the times Prometheus holds it, for ground truth (:meth:`truth`).
     server : LocalPrometheus
     prometheus : Prometheus
         The client for the running server.
@@ -131,7 +175,7 @@ class Sandbox:
 
     def __init__(self, scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
                  meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *, cache: bool = True,
-                 load: str = "remote-write"):
+                 load: str = "remote-write", end: TimeLike | None = None):
         for name in meshes:
             check_mesh(name)
         if load not in LOADERS:
@@ -140,16 +184,20 @@ class Sandbox:
         if load == "promtool":
             find_binary("promtool", env="MESHLAB_PROMTOOL")
         self.load = load
-        self.scenario = load_scenario(scenario)
+        self._scenario = load_scenario(scenario)  # the run as simulated, placed at the scenario's own start
         self.meshes = tuple(meshes)
-        self.traffic: Traffic = simulate(self.scenario, hours=hours)
+        self.traffic: Traffic = end_run_at(simulate(self._scenario, hours=hours), end)
+        self.scenario = self.traffic.scenario
         self.cache = cache
         self.server: LocalPrometheus | None = None
 
     @property
     def key(self) -> str:
-        """What identifies this run's data: meshlab's version, the scenario, the length and the meshes."""
-        spec = {"version": __version__, "scenario": self.scenario.to_dict(), "meshes": self.meshes,
+        """What identifies this run's data: meshlab's version, the scenario, the length and the meshes.
+
+        Not where the run is placed in time: a cached run is moved to the time asked for.
+        """
+        spec = {"version": __version__, "scenario": self._scenario.to_dict(), "meshes": self.meshes,
                 "scrapes": self.traffic.n}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -157,23 +205,29 @@ class Sandbox:
         return cache_dir() / "sandbox" / self.key
 
     def _store_in_cache(self, fill: Callable[[Path], object]) -> Path:
-        """Fill a staging directory with the run's blocks and move it into the cache atomically."""
+        """Fill a staging directory with the run's blocks and a manifest, and move it into the cache atomically.
+
+        The staging directory is locked while it is filled, so a start after this process is
+        killed removes it (:func:`~meshlab.prometheus.local.remove_stale_dirs`).
+        """
         target = self._cache_path()
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.key}-", dir=target.parent))
-        try:
-            fill(staging)
-            os.replace(staging, target)  # atomic: a half-written cache is never used
-        except OSError:
-            if not target.exists():
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)  # left only if another process won the race
+        with locked_tempdir(f".{self.key}-", target.parent) as staging:
+            run = staging / "run"
+            run.mkdir()
+            fill(run)
+            write_manifest(run, start_ms=int(self.traffic.times_ms[0]), end_ms=int(self.traffic.times_ms[-1]),
+                           meshlab=__version__)
+            try:
+                os.replace(run, target)  # atomic: a half-written cache is never used
+            except OSError:
+                if not target.exists():
+                    raise  # otherwise another process stored the same run first
         prune_cache(keep=[target])
         return target
 
     def _backfill_blocks(self, directory: Path) -> None:
-        with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
+        with locked_tempdir("meshlab-sandbox-") as tmp:
             files, _ = write_backfill(self.traffic, self.meshes, tmp)
             backfill(files, directory)
 
@@ -188,21 +242,72 @@ class Sandbox:
             raise
         return server
 
+    def _uncached_server(self) -> LocalPrometheus:
+        if self.load == "remote-write":
+            return self._pushed_server()
+        with locked_tempdir("meshlab-sandbox-") as tmp:
+            files, _ = write_backfill(self.traffic, self.meshes, tmp)
+            server = LocalPrometheus(openmetrics=files)  # promtool writes straight into its TSDB
+            server.start()
+        return server
+
+    def _drop(self, entry: Path, why: str) -> None:
+        """Remove a damaged cache entry (unless another process has replaced it by a good one), and say so."""
+        with _cache_lock(shared=False):
+            try:
+                verify_manifest(entry)
+                if why.startswith("its manifest"):
+                    return  # rebuilt meanwhile by another process
+            except ManifestError:
+                pass
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
+        warnings.warn(f"the sandbox cache entry {entry} was dropped and is being rebuilt: {why}",
+                      SandboxCacheWarning, stacklevel=4)
+
     def start(self) -> Sandbox:
-        """Load the run into Prometheus (or reuse its cached blocks) and start serving it."""
+        """Load the run into Prometheus (or reuse its cached blocks, moved in time) and start serving it."""
+        remove_stale_workdirs("sandbox")  # OpenMetrics of builds that were killed
         if not self.cache:
-            if self.load == "remote-write":
-                self.server = self._pushed_server()
-                return self
-            with tempfile.TemporaryDirectory(prefix="meshlab-sandbox-") as tmp:
-                files, _ = write_backfill(self.traffic, self.meshes, tmp)
-                self.server = LocalPrometheus(openmetrics=files)  # promtool writes straight into its TSDB
-                self.server.start()
+            self.server = self._uncached_server()
             return self
         _cache_budget()  # a bad setting fails before the work, not after
-        for _attempt in range(2):
-            blocks = self._cache_path()
-            if not blocks.exists() and self.load == "remote-write":
+        root = cache_dir() / "sandbox"
+        root.mkdir(parents=True, exist_ok=True)
+        remove_stale_dirs(root, ".?*-*")  # staging folders of builds that were killed
+        start_ms, end_ms = int(self.traffic.times_ms[0]), int(self.traffic.times_ms[-1])
+        for _attempt in range(3):
+            entry = self._cache_path()
+            damage = ""
+            with _cache_lock(shared=True):  # no pruning while the run is checked and copied
+                if entry.exists() or entry.is_symlink():
+                    try:
+                        manifest: dict[str, Any] = verify_manifest(entry)
+                        cached_start = int(manifest["start_ms"])
+                        cached_end = int(manifest["end_ms"])
+                        if cached_end - cached_start != end_ms - start_ms:
+                            raise ManifestError(f"{entry} holds {cached_start}..{cached_end}, not a run this long")
+                    except (ManifestError, KeyError, TypeError, ValueError) as exc:
+                        damage = f"its manifest does not match: {exc}"
+                    else:
+                        delta = start_ms - cached_start
+                        if not can_shift(cached_start, cached_end, delta):
+                            break  # too far in time to move: load it afresh, outside the lock
+                        os.utime(entry)  # a use: the least recently used runs are pruned first
+                        server = LocalPrometheus(blocks=entry, shift_ms=delta)
+                        try:
+                            server.start()
+                        except MeshlabError as exc:
+                            damage = f"prometheus did not start from it: {exc}"
+                        else:
+                            self.server = server
+                            return self
+            if damage:
+                self._drop(entry, damage)
+                continue
+            if self.load == "remote-write":
                 self.server = self._pushed_server()  # serve the loaded server; cache a snapshot of it
                 try:
                     self._store_in_cache(self.server.snapshot)
@@ -210,17 +315,13 @@ class Sandbox:
                     self.stop()
                     raise
                 return self
-            if not blocks.exists():
-                self._store_in_cache(self._backfill_blocks)
-            with _cache_lock(shared=True):  # no pruning while Prometheus copies the run
-                if not blocks.exists():
-                    continue  # pruned by another process since it was built: build it again
-                os.utime(blocks)  # a use: the least recently used runs are pruned first
-                self.server = LocalPrometheus(blocks=blocks)
-                self.server.start()
-                return self
-        raise MeshlabError("the sandbox cache was pruned twice while this run was being built; raise "
-                           "MESHLAB_CACHE_MAX_BYTES or pass cache=False")
+            self._store_in_cache(self._backfill_blocks)  # then serve it from the cache, like any other start
+        else:
+            raise MeshlabError(f"the sandbox cache at {root} kept failing (pruned or damaged three times while "
+                               "this run was being built); raise MESHLAB_CACHE_MAX_BYTES, check the disk, or pass "
+                               "cache=False")
+        self.server = self._uncached_server()
+        return self
 
     @property
     def prometheus(self) -> Prometheus:
@@ -258,7 +359,7 @@ class Sandbox:
 @contextmanager
 def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
             meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *,
-            cache: bool = True, load: str = "remote-write") -> Iterator[Prometheus]:
+            cache: bool = True, load: str = "remote-write", end: TimeLike | None = None) -> Iterator[Prometheus]:
     """Simulate a scenario into a real local Prometheus and yield a client for it.
 
     Parameters
@@ -270,8 +371,17 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         renders none).
     hours : float, optional
         How much history; the scenario's own duration by default.
+    end : time, optional
+        When the run ends: now by default (rounded down to the scrape interval), so ``"now"``
+        and ``"-1h"`` fall inside it; pin a time (``"2024-03-04T06:00:00Z"``) for a
+        reproducible run. The run itself (counts, incidents at their offsets from its start,
+        a diurnal shape's phase) is the scenario's whatever the end: it is moved in time, not
+        simulated again, and :meth:`Sandbox.truth` moves with it.
     cache : bool
-        Reuse (and keep) the TSDB blocks of identical runs.
+        Reuse (and keep) the TSDB blocks of identical runs; a cached run is moved to ``end``
+        (0.3 s for six hours of three meshes) instead of loaded again. Every use checks the
+        entry against its manifest (sizes and checksums); a damaged one is dropped, with a
+        :class:`SandboxCacheWarning` naming it, and rebuilt.
     load : {"remote-write", "promtool"}
         How the run gets into Prometheus: pushed by remote write into the running server
         (about five times faster), or written as OpenMetrics and backfilled with
@@ -290,7 +400,7 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         how to install it: ``apt-get install prometheus`` or ``conda install -c conda-forge
         prometheus``.
     """
-    box = Sandbox(scenario, meshes, hours, cache=cache, load=load)
+    box = Sandbox(scenario, meshes, hours, cache=cache, load=load, end=end)
     with box:
         client = box.prometheus
         client.sandbox = box  # type: ignore[attr-defined]
