@@ -264,7 +264,7 @@ class Mesh(ABC):
         else:
             raise InvalidArgument(f"{self.name} has no {side!r} side for edges; sides: {', '.join(self.edge_signals)}")
         group, base = identity.selection(spec.matchers, namespace, name)
-        window_text = format_duration(window)
+        window_text = format_duration(window, name="window")
         if signal in ("success_count", "failure_count"):
             outcome = spec.success if signal == "success_count" else spec.failure
             return f"sum {by(*group)} (increase({selector(spec.metric, {**base, **outcome})}[{window_text}]))"
@@ -290,7 +290,7 @@ class Mesh(ABC):
                     name: str | None, window: Duration) -> str | None:
         labels, base = identity.selection(spec.matchers, namespace, name)
         group = by(*labels)
-        window_text = format_duration(window)
+        window_text = format_duration(window, name="window")
         if signal == "opened_connections":
             return f"sum {group} (increase({selector(spec.opened, base)}[{window_text}]))"
         if signal == "open_connections":
@@ -324,7 +324,7 @@ class Mesh(ABC):
         else:
             raise InvalidArgument(f"unknown proxy source {source!r}; must be one of: cadvisor, proxy")
         if signal == "cpu_cores":
-            return f"sum {group} (rate({selector(cpu, base)}[{format_duration(window)}]))"
+            return f"sum {group} (rate({selector(cpu, base)}[{format_duration(window, name="window")}]))"
         return f"sum {group} ({selector(memory, base)})"
 
     # -- frames --------------------------------------------------------------------------------
