@@ -324,7 +324,7 @@ class Mesh(ABC):
         else:
             raise InvalidArgument(f"unknown proxy source {source!r}; must be one of: cadvisor, proxy")
         if signal == "cpu_cores":
-            return f"sum {group} (rate({selector(cpu, base)}[{format_duration(window, name="window")}]))"
+            return f"sum {group} (rate({selector(cpu, base)}[{format_duration(window, name='window')}]))"
         return f"sum {group} ({selector(memory, base)})"
 
     # -- frames --------------------------------------------------------------------------------
