@@ -39,12 +39,19 @@ def test_wide_frames_become_the_same_tidy_frame(prometheus_server, query):
     tm.assert_frame_equal(sort_rows(from_prometheus_pandas(wide)), sort_rows(expected))
 
 
-def test_vector_series_become_a_tidy_frame(prometheus_server):
+def test_vector_series_become_a_tidy_frame_at_the_given_time(prometheus_server):
     series = PandasPrometheus(prometheus_server.url).query("test_gauge", T0 + 60)
-    frame = from_prometheus_pandas(series)
+    frame = from_prometheus_pandas(series, time=T0 + 60)
     ours = prometheus_server.client.query("test_gauge", time=T0 + 60)
-    tm.assert_frame_equal(sort_rows(frame.drop(columns="timestamp")), sort_rows(ours.drop(columns="timestamp")))
-    assert frame["timestamp"].isna().all()  # prometheus-pandas drops instant timestamps
+    tm.assert_frame_equal(sort_rows(frame), sort_rows(ours))  # timestamps included, none NaT
+
+
+def test_a_series_without_its_time_is_refused_not_nat():
+    series = pd.Series([1.0], index=['up{job="a"}'])
+    with pytest.raises(InvalidArgument, match="pass time="):
+        from_prometheus_pandas(series)
+    frame = from_prometheus_pandas(series, time="2024-05-01T12:00:00Z")
+    assert frame["timestamp"].tolist() == [pd.Timestamp("2024-05-01T12:00:00Z")]
 
 
 def test_series_names_round_trip_odd_values():

@@ -5,6 +5,8 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshlab.errors import InvalidArgument
 from meshlab.timeutil import format_duration, format_unix_ms, to_millis, to_timedelta, to_timestamp
@@ -88,3 +90,80 @@ def test_format_duration_rejects_zero():
 def test_format_unix_ms_is_exact(ms, text):
     assert format_unix_ms(ms) == text
     assert round(float(text) * 1000) == ms
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("today", "2024-05-01T00:00:00Z"), ("yesterday", "2024-04-30T00:00:00Z"), ("Tomorrow", "2024-05-02T00:00:00Z"),
+])
+def test_today_is_utc_midnight_in_any_local_zone(monkeypatch, value, expected):
+    import time
+
+    for zone in ("America/New_York", "Asia/Kolkata", "UTC"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        assert to_timestamp(value, now=NOW) == pd.Timestamp(expected)
+    assert to_timestamp("today").hour == 0  # against the real clock too
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+@pytest.mark.parametrize(("value", "match"), [
+    (1_700_000_000_000, "looks like milliseconds: pass 1700000000.000"),
+    ("1700000000000", "looks like milliseconds"),
+    (1.7e12, "looks like milliseconds"),
+    (10**30, "outside the years 1677 to 2262"),
+    ("-300y", "longer than the 292 years"),
+    ("+1000y", "longer than the 292 years"),
+    ("+250y", "outside the years 1677 to 2262"),
+    ("Jan 5", "without a year"),
+    ("1e400", "outside the years 1677 to 2262"),
+    (dt.datetime(1, 1, 1), "outside the years 1677 to 2262"),
+    (np.datetime64("3000-01-01"), "outside the years 1677 to 2262"),
+    ("-1", "ambiguous: write -1s or -1h"),
+    ("+5", "ambiguous"),
+    ("-1.5", "ambiguous"),
+])
+def test_out_of_range_and_ambiguous_times_name_the_argument(value, match):
+    with pytest.raises(InvalidArgument, match=match) as caught:
+        to_timestamp(value, now=NOW, name="start")
+    assert str(caught.value).startswith("start=")
+
+
+@pytest.mark.parametrize("value", [1e20, "1e20", "999999999y", dt.timedelta(days=999_999)])
+def test_huge_durations_name_the_argument(value):
+    with pytest.raises(InvalidArgument, match=r"^window="):
+        to_timedelta(value, name="window")
+
+
+def test_a_zero_window_names_the_argument():
+    with pytest.raises(InvalidArgument, match=r"^window must be a positive duration"):
+        format_duration(0, name="window")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.floats(), st.text(max_size=12),
+                 st.from_regex(r"(now)?[+-]?[0-9]{1,12}(y|w|d|h|m|s|ms)?", fullmatch=True),
+                 st.datetimes(), st.timedeltas()))
+def test_any_time_is_read_or_refused_cleanly(value):
+    try:
+        ts = to_timestamp(value, now=NOW, name="time")
+    except InvalidArgument as exc:
+        message = str(exc)
+    else:
+        assert str(ts.tz) == "UTC" and ts.unit == "ns"
+        return
+    assert "time" in message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.integers(), st.floats(), st.text(max_size=12),
+                 st.from_regex(r"[0-9]{1,14}(y|w|d|h|m|s|ms)", fullmatch=True), st.timedeltas()))
+def test_any_duration_is_read_or_refused_cleanly(value):
+    try:
+        td = to_timedelta(value, name="step")
+    except InvalidArgument as exc:
+        message = str(exc)
+    else:
+        assert isinstance(td, pd.Timedelta)
+        return
+    assert "step" in message

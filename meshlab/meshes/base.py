@@ -330,7 +330,7 @@ class Mesh(ABC):
         else:
             raise InvalidArgument(f"{self.name} has no {side!r} side for edges; sides: {', '.join(self.edge_signals)}")
         group, base = identity.selection(spec.matchers, namespace, name)
-        window_text = format_duration(window)
+        window_text = format_duration(window, name="window")
         if signal in ("success_count", "failure_count"):
             outcome = spec.success if signal == "success_count" else spec.failure
             counts = identity.wrap(f"increase({selector(spec.metric, {**base, **outcome})}[{window_text}])")
@@ -361,7 +361,7 @@ class Mesh(ABC):
                     name: str | None, window: Duration) -> str | None:
         labels, base = identity.selection(spec.matchers, namespace, name)
         group = by(*labels)
-        window_text = format_duration(window)
+        window_text = format_duration(window, name="window")
         wrap = identity.wrap
         if signal == "opened_connections":
             query = f"sum {group} ({wrap(f'increase({selector(spec.opened, base)}[{window_text}])')})"
@@ -400,7 +400,7 @@ class Mesh(ABC):
         else:
             raise InvalidArgument(f"unknown proxy source {source!r}; must be one of: cadvisor, proxy")
         if signal == "cpu_cores":
-            return f"sum {group} (rate({selector(cpu, base)}[{format_duration(window)}]))"
+            return f"sum {group} (rate({selector(cpu, base)}[{format_duration(window, name='window')}]))"
         return f"sum {group} ({selector(memory, base)})"
 
     # -- frames --------------------------------------------------------------------------------

@@ -7,20 +7,27 @@ can mount their own adapter on ``client.session`` without touching the rest.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import email.utils
 import ipaddress
 import logging
+import math
 import re
+import socket
+import threading
 import time as _time
 import warnings
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError, SSLError
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError, SSLError
 from urllib3.util.retry import Retry
 
 from .. import schema
@@ -37,12 +44,16 @@ from ..timeutil import (
 )
 from .parse import Parsed, decode_api, frame_from_block, merge_blocks, parse_response
 
-__all__ = ["MAX_POINTS_PER_SERIES", "Prometheus"]
+__all__ = ["MAX_POINTS_PER_SERIES", "MAX_REQUESTS", "Prometheus"]
 
 log = logging.getLogger("meshlab.prometheus")
 
 #: Prometheus refuses range queries of more than 11,000 points per series.
 MAX_POINTS_PER_SERIES = 11_000
+#: query_range refuses (up front) a query that would need more requests than this.
+MAX_REQUESTS = 1000
+#: How many redirects within one server a request follows.
+MAX_REDIRECTS = 5
 #: Above this many bytes of form data, queries are sent with POST instead of GET.
 POST_ABOVE_BYTES = 4096
 #: Statuses retried with backoff: rate limiting and server-side failures.
@@ -52,6 +63,9 @@ _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 _INCOMPLETE = re.compile(r"IncompleteRead\((\d+) bytes read, (\d+) more expected")
 _JSON_START = re.compile(rb"\s*\{")
 _ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_active = threading.local()
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -72,10 +86,11 @@ class Prometheus:
     ----------
     url : str or prometheus_pandas.query.Prometheus
         The server's base URL, e.g. ``"http://127.0.0.1:9090"``, or ``".../prometheus"``
-        behind a path prefix. Credentials in the URL (``https://user:pass@host``) are moved
-        to ``auth`` (unless ``headers`` carries an ``Authorization``, which then wins) and never
-        shown. An existing prometheus-pandas client is reused: its session (which gets
-        meshlab's retrying adapter for this URL, and is left open by :meth:`close`) and URL.
+        behind a path prefix. Credentials in the URL (``https://user:pass@host``, percent-encoded
+        where needed: ``p%40ss`` is sent as ``p@ss``) are moved to ``auth`` (unless ``headers``
+        carries an ``Authorization``, which then wins) and never shown. An existing
+        prometheus-pandas client is reused: its session (which gets meshlab's adapter for this
+        URL, and is left open by :meth:`close`) and URL.
     headers : mapping, optional
         Extra headers sent with every request, e.g. ``{"Authorization": "Bearer ..."}``.
     auth : tuple or requests.auth.AuthBase, optional
@@ -84,13 +99,20 @@ class Prometheus:
         TLS verification: True, False, or a CA bundle path.
     cert : str or tuple, optional
         A client certificate, as requests takes it.
-    timeout : float
-        Socket timeout in seconds, also sent to the server as the query's evaluation timeout.
+    timeout : float or duration
+        Socket timeout in seconds (or a duration such as ``"30s"``), also sent to the server as
+        the query's evaluation timeout.
     retries : int
-        How many times to retry connection errors, 429 and 5xx responses, with exponential
-        backoff (honouring ``Retry-After``).
+        How many times to retry connection errors, timeouts, 429 and 5xx responses, with
+        exponential backoff (honouring ``Retry-After`` within the deadline). A refused
+        connection to a loopback address is not retried: nothing listens there.
     backoff : float
-        The backoff factor in seconds: waits grow as ``backoff * 2 ** n``.
+        The backoff factor in seconds: the n-th retry waits ``backoff * 2 ** n`` (n from 0).
+    deadline : float or duration, optional
+        The most one request may take in all, retries, waits and a slowly sent body included;
+        past it the request fails with :class:`~meshlab.errors.PrometheusUnavailable`. By
+        default ``timeout * (retries + 1)`` plus the backoff waits (4.5 s for ``timeout=2,
+        retries=1``). Each chunk of a long ``query_range`` is one request.
     compress : bool, optional
         Ask for gzip. By default it is off for loopback servers, where compressing costs the
         server more time than it saves, and on for everything else.
@@ -114,9 +136,10 @@ class Prometheus:
         auth: Any = None,
         verify: bool | str = True,
         cert: str | tuple[str, str] | None = None,
-        timeout: float = 30.0,
+        timeout: float | str = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        deadline: float | str | None = None,
         compress: bool | None = None,
         max_workers: int = 4,
         params: Mapping[str, str] | None = None,
@@ -146,15 +169,18 @@ class Prometheus:
                                   "percent-encode its '/', '?', '#' and '@' (urllib.parse.quote)")
         if parts.username is not None:
             if auth is None and not any(k.lower() == "authorization" for k in headers or {}):
-                auth = (parts.username, parts.password or "")
+                # The URL carries them percent-encoded; the server must get the real ones.
+                auth = (unquote(parts.username), unquote(parts.password or ""))
             parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
-        if timeout <= 0:
-            raise InvalidArgument(f"timeout must be positive, got {timeout!r}")
-        if max_workers < 1:
-            raise InvalidArgument(f"max_workers must be at least 1, got {max_workers!r}")
+        self.timeout = _seconds(timeout, "timeout")
+        self.retries = _count(retries, "retries", 0)
+        self.backoff = _seconds(backoff, "backoff", zero_ok=True)
+        self.max_workers = _count(max_workers, "max_workers", 1)
+        self.deadline = (
+            self.timeout * (self.retries + 1) + sum(self.backoff * 2**n for n in range(self.retries))
+            if deadline is None else _seconds(deadline, "deadline")
+        )
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-        self.timeout = float(timeout)
-        self.max_workers = int(max_workers)
         self.compress = not _is_loopback(parts.hostname) if compress is None else bool(compress)
         self.params = dict(params or {})
         self.session = session
@@ -162,18 +188,10 @@ class Prometheus:
         self._headers = dict(headers or {})
         self._verify = verify
         self._cert = cert
-        retry = Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            backoff_factor=backoff,
-            status_forcelist=RETRY_STATUSES,
-            allowed_methods={"GET", "POST"},
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(self.max_workers, 10))
+        # Retries, redirects and the deadline are meshlab's own (see _exchange): urllib3 retrying
+        # too would multiply the waits and log each retry's URL, PromQL included, at WARNING.
+        retry = Retry(total=0, redirect=False, raise_on_status=False)
+        adapter = _DeadlineAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(self.max_workers, 10))
         self.session.mount(self.url + "/", adapter)
         self.session.mount(self.url, adapter)  # the URL itself, e.g. a remote-write endpoint
 
@@ -237,6 +255,7 @@ class Prometheus:
         step: Duration,
         *,
         max_points: int = MAX_POINTS_PER_SERIES,
+        max_requests: int = MAX_REQUESTS,
         progress: bool | None = None,
     ) -> pd.DataFrame:
         """Evaluate a range query, splitting long ranges into chunks the server accepts.
@@ -253,6 +272,10 @@ class Prometheus:
             The most points per series one request may ask for. Longer ranges are split
             into chunks aligned on ``start + k * step``, fetched concurrently and merged, so
             the result is exactly what one unlimited query would return.
+        max_requests : int
+            The most requests (chunks) the query may need; a query needing more is refused
+            before anything is sent (one second steps over a year would need 2,867). Chunks are
+            sent ``max_workers`` at a time and the first failure stops the rest.
         progress : bool, optional
             Show a progress bar over chunks: None shows one only if fetching takes over two
             seconds; True always; False never.
@@ -273,22 +296,27 @@ class Prometheus:
             raise InvalidArgument(
                 f"end ({format_unix_ms(end_ms)}) is before start ({format_unix_ms(start_ms)}); swap them"
             )
-        if max_points < 2:
-            raise InvalidArgument(f"max_points must be at least 2, got {max_points!r}")
+        max_points = _count(max_points, "max_points", 2)
+        max_requests = _count(max_requests, "max_requests", 1)
         points = (end_ms - start_ms) // step_ms + 1
+        needed = -(-points // max_points)
+        if needed > max_requests:
+            raise InvalidArgument(
+                f"this query_range needs {needed:,} requests ({points:,} points per series at step "
+                f"{format_duration(pd.Timedelta(milliseconds=step_ms))}, at most {max_points:,} per request), "
+                f"more than max_requests={max_requests:,}; use a coarser step= or a shorter range, or pass "
+                f"max_requests={needed} if you mean it"
+            )
         step_text = format_unix_ms(step_ms)
-        if points <= max_points:
-            windows = [(start_ms, end_ms)]
-        else:
-            windows = [
-                (start_ms + first * step_ms, start_ms + (min(first + max_points, points) - 1) * step_ms)
-                for first in range(0, points, max_points)
-            ]
-        requests_params = [
+        windows = (
+            (start_ms + first * step_ms, start_ms + (min(first + max_points, points) - 1) * step_ms)
+            for first in range(0, points, max_points)
+        )
+        requests_params = (
             {"query": promql, "start": format_unix_ms(lo), "end": format_unix_ms(hi), "step": step_text}
             for lo, hi in windows
-        ]
-        results = self._fetch_all("query_range", requests_params, promql, progress)
+        )
+        results = self._fetch_all("query_range", requests_params, needed, promql, progress)
         notes: dict[str, None] = {}
         infos: dict[str, None] = {}
         for parsed in results:
@@ -318,39 +346,44 @@ class Prometheus:
 
         Returns the status and the response text.
 
-        The client's session, auth, headers, TLS settings and retries apply; connection
-        failures raise :class:`~meshlab.errors.PrometheusUnavailable`.
+        The client's session, auth, headers, TLS settings, retries and deadline apply;
+        connection failures raise :class:`~meshlab.errors.PrometheusUnavailable`.
         """
-        failure: PrometheusUnavailable | None = None
-        try:
-            response = self.session.post(
-                f"{self.url}/{path.lstrip('/')}" if path else self.url, data=body, headers={**self._headers, **headers},
-                auth=self._auth, verify=self._verify, cert=self._cert, timeout=self.timeout,
-            )
-        except requests.exceptions.RequestException as exc:
-            failure = self._unavailable(exc)
-        if failure is not None:  # raised outside the handler: the request and its headers are not kept
-            raise failure
-        with response:
-            return response.status_code, response.text
+        url = f"{self.url}/{path.lstrip('/')}" if path else self.url
+        status, response_headers, answer = self._exchange("POST", url, body, {**self._headers, **headers})
+        return status, answer.decode(_charset(response_headers.get("Content-Type", "")), "replace")
 
-    def _fetch_all(self, endpoint: str, param_sets: list[dict[str, str]], promql: str,
+    def _fetch_all(self, endpoint: str, param_sets: Iterator[dict[str, str]], count: int, promql: str,
                    progress: bool | None) -> list[Parsed]:
-        if len(param_sets) == 1:
-            return [self._fetch(endpoint, param_sets[0], promql)]
+        if count == 1:
+            return [self._fetch(endpoint, next(param_sets), promql)]
         from tqdm.auto import tqdm
 
-        results: list[Parsed | None] = [None] * len(param_sets)
-        bar = tqdm(total=len(param_sets), unit="chunk", desc="query_range", leave=False,
+        results: list[Parsed | None] = [None] * count
+        numbered = enumerate(param_sets)
+        pending: dict[Future[Parsed], int] = {}
+        workers = min(self.max_workers, count)
+        bar = tqdm(total=count, unit="chunk", desc="query_range", leave=False,
                    disable=progress is False, delay=0 if progress else 2.0)
-        with bar, ThreadPoolExecutor(max_workers=min(self.max_workers, len(param_sets))) as pool:
-            futures = {pool.submit(self._fetch, endpoint, p, promql): i for i, p in enumerate(param_sets)}
+        with bar, ThreadPoolExecutor(max_workers=workers) as pool:
+
+            def submit_next() -> None:
+                # Chunks are submitted as others finish: never more than `workers` in flight.
+                item = next(numbered, None)
+                if item is not None:
+                    pending[pool.submit(self._fetch, endpoint, item[1], promql)] = item[0]
+
+            for _ in range(workers):
+                submit_next()
             try:
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
-                    bar.update(1)
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        results[pending.pop(future)] = future.result()  # the first failure stops the rest
+                        bar.update(1)
+                        submit_next()
             except BaseException:
-                for future in futures:
+                for future in pending:
                     future.cancel()
                 raise
         return [r for r in results if r is not None]
@@ -363,69 +396,146 @@ class Prometheus:
     def _send(self, endpoint: str, params: dict[str, str], promql: str) -> tuple[bytearray, int]:
         url = f"{self.url}/api/v1/{endpoint.lstrip('/')}"
         encoded = urlencode(params)
-        method = "POST" if len(encoded) > POST_ABOVE_BYTES else "GET"
         headers = dict(self._headers)
         if not self.compress:
             headers["Accept-Encoding"] = "identity"
         began = _time.perf_counter()
-        try:
-            response = self.session.request(
-                method, url,
-                params=encoded if method == "GET" else None,
-                data=encoded if method == "POST" else None,
-                headers={**headers, **({"Content-Type": "application/x-www-form-urlencoded"}
-                                       if method == "POST" else {})},
-                auth=self._auth, verify=self._verify, cert=self._cert,
-                timeout=self.timeout, stream=True,
-            )
-        except requests.exceptions.RequestException as exc:
-            failure: PrometheusUnavailable | None = self._unavailable(exc)
+        if len(encoded) > POST_ABOVE_BYTES:
+            method, data = "POST", encoded.encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
         else:
-            failure = None
-        if failure is not None:  # raised outside the handler: the request and its headers are not kept
-            raise failure
-        with response:
-            body = bytearray()
-            try:
-                for chunk in response.iter_content(chunk_size=1 << 20):
-                    body += chunk
-            except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError) as exc:
-                got = _INCOMPLETE.search(str(exc))
-                detail = f"after {got[1]} bytes, {got[2]} more expected" if got else f"after {len(body)} bytes"
-                raise ResponseError(
-                    f"the response from {self.url} was cut off {detail}; the connection broke or a proxy "
-                    "limit was hit: retry, or ask for less data"
-                ) from None
-            except requests.exceptions.Timeout:
-                raise PrometheusUnavailable(
-                    f"{self.url} stopped sending its response for {self.timeout:g} s; raise timeout="
-                ) from None
-            status = response.status_code
-            content_type = response.headers.get("Content-Type", "")
+            method, data, url = "GET", None, f"{url}?{encoded}" if encoded else url
+        status, response_headers, body = self._exchange(method, url, data, headers)
         log.debug("%s %s -> %d, %d bytes in %.3f s", method, endpoint, status, len(body),
                   _time.perf_counter() - began)
         if not _JSON_START.match(body):  # a match at the start, not a copy of a large body
-            raise ResponseError(_not_json_message(self.url, status, content_type, body))
+            raise ResponseError(_not_json_message(self.url, status, response_headers.get("Content-Type", ""),
+                                                  body, response_headers.get("Retry-After")))
         return body, status
 
-    def _unavailable(self, exc: requests.exceptions.RequestException) -> PrometheusUnavailable:
-        # requests reports retries exhausted on a read timeout as a ConnectionError wrapping
-        # MaxRetryError(ReadTimeoutError), so look at the root cause, not the outer type.
-        cause = getattr(exc.args[0], "reason", None) if exc.args else None
-        if isinstance(exc, requests.exceptions.SSLError) or isinstance(cause, SSLError):
-            return PrometheusUnavailable(
-                f"TLS handshake with {self.url} failed ({_reason(exc)}); check verify= and cert="
+    def _exchange(self, method: str, url: str, data: bytes | None,
+                  headers: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytearray]:
+        """One request with meshlab's retries, same-origin redirects and the deadline.
+
+        Returns the final status, headers and body. Connection failures, timeouts and a
+        passed deadline raise PrometheusUnavailable; a redirect to another origin, or one
+        that would turn a POST into a GET, raises ResponseError.
+        """
+        deadline = _time.monotonic() + self.deadline
+        attempt = redirects = 0
+        path = urlsplit(url).path
+        while True:
+            outcome = self._once(method, url, data, headers, deadline)
+            if isinstance(outcome, _Failure):
+                if not outcome.retry or attempt >= self.retries:
+                    raise outcome.error
+                wait_s, reason = self.backoff * 2**attempt, outcome.reason
+            else:
+                status, response_headers, body = outcome
+                location = response_headers.get("Location")
+                if status in _REDIRECTS and location:
+                    redirects += 1
+                    url = self._redirect(method, url, status, location, redirects)
+                    continue
+                if status not in RETRY_STATUSES or attempt >= self.retries:
+                    return status, response_headers, body
+                asked = _retry_after(response_headers.get("Retry-After"))
+                wait_s = self.backoff * 2**attempt if asked is None else asked
+                reason = f"HTTP {status}"
+                if asked is not None and wait_s > deadline - _time.monotonic():
+                    if status == 429:
+                        raise PrometheusUnavailable(
+                            f"{self.url} is rate-limiting requests (HTTP 429) and asks to wait {asked:g} s, "
+                            f"past this request's {self.deadline:g} s deadline; try again later, lower "
+                            "max_workers, or raise deadline="
+                        )
+                    return status, response_headers, body
+            attempt += 1
+            if wait_s >= deadline - _time.monotonic():
+                if isinstance(outcome, _Failure):
+                    raise outcome.error
+                return status, response_headers, body
+            log.debug("%s %s: %s; retry %d of %d in %.2f s", method, path, reason, attempt, self.retries, wait_s)
+            _time.sleep(wait_s)
+
+    def _once(self, method: str, url: str, data: bytes | None, headers: Mapping[str, str],
+              deadline: float) -> tuple[int, Mapping[str, str], bytearray] | _Failure:
+        remaining = deadline - _time.monotonic()
+        if remaining <= 0:
+            return _Failure(self._late(0), retry=False, reason="deadline")
+        limit = min(self.timeout, remaining)
+        # A little grace, so a silent server still reports its socket timeout, not the deadline.
+        with _Watch(remaining + 0.1) as watch:
+            failure: _Failure | None = None
+            try:
+                response = self.session.request(
+                    method, url, data=data, headers=headers, auth=self._auth, verify=self._verify,
+                    cert=self._cert, timeout=(limit, limit), stream=True, allow_redirects=False,
+                )
+            except requests.exceptions.RequestException as exc:
+                failure = self._unavailable(exc, watch)
+            if failure is not None:  # returned outside the handler: the request and its headers are not kept
+                return failure
+            with response:
+                body = bytearray()
+                error: PrometheusUnavailable | ResponseError | None = None
+                try:
+                    while chunk := response.raw.read1(1 << 20, decode_content=True):
+                        body += chunk
+                except (HTTPError, OSError) as exc:
+                    error = _body_error(self, exc, body, response.headers, watch)
+                if error is None and watch.expired:
+                    error = self._late(len(body))
+                if error is not None:
+                    return _Failure(error, retry=False, reason="body")
+                return response.status_code, response.headers, body
+
+    def _redirect(self, method: str, url: str, status: int, location: str, redirects: int) -> str:
+        target = urljoin(url, location)
+        here, there = _origin(url), _origin(target)
+        if here != there:
+            raise ResponseError(
+                f"{here} redirected the request (HTTP {status}) to another server, {there}; meshlab "
+                "does not follow redirects to other origins, which would receive your credentials and "
+                "headers: if you trust it, use that server's URL"
             )
+        if method == "POST" and status in (301, 302, 303):
+            raise ResponseError(
+                f"{here} answered a POST query with HTTP {status} to {urlsplit(target).path!r}, which would "
+                "turn it into a GET without its query; point url= at where the server redirects"
+            )
+        if redirects > MAX_REDIRECTS:
+            raise ResponseError(f"{here} redirected more than {MAX_REDIRECTS} times; check the URL")
+        return target
+
+    def _late(self, got: int) -> PrometheusUnavailable:
+        return PrometheusUnavailable(
+            f"{self.url} did not finish answering within this request's {self.deadline:g} s deadline "
+            f"(got {got:,} bytes of the response); the server or the network is too slow: narrow the "
+            "query, or raise timeout= or deadline="
+        )
+
+    def _unavailable(self, exc: requests.exceptions.RequestException, watch: _Watch) -> _Failure:
+        # requests reports a read timeout as a ConnectionError wrapping MaxRetryError(ReadTimeoutError),
+        # so look at the root cause, not the outer type.
+        cause = getattr(exc.args[0], "reason", None) if exc.args else None
+        if watch.expired:
+            return _Failure(self._late(0), retry=False, reason="deadline")
+        if isinstance(exc, requests.exceptions.SSLError) or isinstance(cause, SSLError):
+            return _Failure(PrometheusUnavailable(
+                f"TLS handshake with {self.url} failed ({_reason(exc)}); check verify= and cert="
+            ), retry=False, reason="TLS")
         timed_out = isinstance(cause, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(
             cause, NewConnectionError)  # NewConnectionError subclasses ConnectTimeoutError
         if isinstance(exc, requests.exceptions.Timeout) or timed_out:
-            return PrometheusUnavailable(
+            return _Failure(PrometheusUnavailable(
                 f"{self.url} did not answer within {self.timeout:g} s (after retries); "
                 "raise timeout= or narrow the query"
-            )
-        return PrometheusUnavailable(
+            ), retry=True, reason="timeout")
+        refused = isinstance(cause, NewConnectionError) and isinstance(cause.__cause__, ConnectionRefusedError)
+        return _Failure(PrometheusUnavailable(
             f"could not connect to {self.url} ({_reason(exc)}); is the server running and the URL right?"
-        )
+        ), retry=not (refused and _is_loopback(urlsplit(self.url).hostname)), reason=_reason(exc))
 
     @staticmethod
     def _warn(notes: list[str], infos: list[str]) -> None:
@@ -462,11 +572,170 @@ def redact_url(url: str) -> str:
     return url
 
 
-def _not_json_message(url: str, status: int, content_type: str, body: bytearray) -> str:
+def _not_json_message(url: str, status: int, content_type: str, body: bytearray,
+                      retry_after: str | None = None) -> str:
     kind = "an HTML page" if b"<html" in body[:512].lower() or "html" in content_type else "a non-JSON body"
     snippet = bytes(body[:120]).decode("utf-8", "replace").replace("\n", " ").strip()
-    hint = (
-        "is the URL the Prometheus API root (not a login page, proxy or the /graph UI)?"
-        if status < 500 else "the server or a proxy in front of it failed; try again later"
-    )
+    if status == 429:
+        asked = _retry_after(retry_after)
+        hint = ("the server is rate-limiting requests" + (f" (it asks to wait {asked:g} s)" if asked is not None
+                                                          else "") + "; try again later or lower max_workers")
+    elif 300 <= status < 400:
+        hint = "the server redirected without a Location; is the URL the Prometheus API root?"
+    elif status < 500:
+        hint = "is the URL the Prometheus API root (not a login page, proxy or the /graph UI)?"
+    else:
+        hint = "the server or a proxy in front of it failed; try again later"
     return f"{url} answered HTTP {status} with {kind} instead of Prometheus JSON; {hint} (body starts: {snippet!r})"
+
+
+class _Failure:
+    """A failed attempt: the error to raise, and whether another attempt may help."""
+
+    __slots__ = ("error", "reason", "retry")
+
+    def __init__(self, error: PrometheusUnavailable | ResponseError, *, retry: bool, reason: str):
+        self.error, self.retry, self.reason = error, retry, reason
+
+
+class _Watch:
+    """One attempt's deadline: a timer that shuts the attempt's socket down when it passes.
+
+    A socket timeout bounds each read, not the whole answer: a server sending a byte a second
+    never trips it. Shutting the socket down from the timer ends any blocked read at once.
+    """
+
+    def __init__(self, seconds: float):
+        self.conn: Any = None
+        self.expired = False
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watch:
+        _active.watch = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+        _active.watch = None
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            sock = getattr(self.conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
+        watch = getattr(_active, "watch", None)
+        if watch is not None:
+            watch.conn = conn
+        return super()._make_request(conn, *args, **kwargs)
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    _make_request = _WatchedHTTPPool._make_request
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter whose connections a :class:`_Watch` can cut at the deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+def _body_error(client: Prometheus, exc: BaseException, body: bytearray, headers: Mapping[str, str],
+                watch: _Watch) -> PrometheusUnavailable | ResponseError:
+    if watch.expired:
+        return client._late(len(body))
+    if isinstance(exc, (ReadTimeoutError, TimeoutError)):
+        return PrometheusUnavailable(
+            f"{client.url} stopped sending its response after {len(body):,} bytes for {client.timeout:g} s; "
+            "raise timeout= or narrow the query"
+        )
+    detail = f"after {len(body):,} bytes"
+    length = headers.get("Content-Length", "")
+    if length.isdigit() and headers.get("Content-Encoding", "identity") == "identity":
+        detail += f", {int(length) - len(body):,} more expected"
+    else:
+        got = _INCOMPLETE.search(str(exc))
+        if got:
+            detail += f", {got[2]} more expected"
+    return ResponseError(
+        f"the response from {client.url} was cut off {detail}; the connection broke or a proxy "
+        "limit was hit: retry, or ask for less data"
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or _DEFAULT_PORTS.get(parts.scheme)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds asked by a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        log.debug("ignoring an unreadable Retry-After header %r", text[:40])
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+
+
+def _charset(content_type: str) -> str:
+    match = re.search(r"charset=([\w-]+)", content_type)
+    return match[1] if match else "utf-8"
+
+
+def _seconds(value: Any, name: str, *, zero_ok: bool = False) -> float:
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be a number of seconds, not {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, (str, dt.timedelta)):
+        seconds = to_timedelta(value, name=name).total_seconds()
+    else:
+        raise InvalidArgument(f"{name} must be a number of seconds or a duration such as '30s', "
+                              f"not {type(value).__name__}")
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
+        raise InvalidArgument(f"{name} must be a {'non-negative' if zero_ok else 'positive'} finite number "
+                              f"of seconds, got {value!r}")
+    return seconds
+
+
+def _count(value: Any, name: str, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise InvalidArgument(f"{name} must be a whole number of at least {least}, got {value!r}")
+    return int(value)

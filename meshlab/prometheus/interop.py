@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
+from ..timeutil import TimeLike, to_millis, to_timestamp
 from .parse import SeriesBlock, frame_from_block
 
 __all__ = ["from_prometheus_pandas", "parse_series_name"]
@@ -47,14 +48,18 @@ def parse_series_name(name: str) -> dict[str, str]:
     return labels
 
 
-def from_prometheus_pandas(obj: pd.DataFrame | pd.Series, *, dropna: bool = True) -> pd.DataFrame:
+def from_prometheus_pandas(obj: pd.DataFrame | pd.Series, *, dropna: bool = True,
+                           time: TimeLike | None = None) -> pd.DataFrame:
     """Turn a prometheus-pandas result into a tidy ``query`` frame.
 
     Parameters
     ----------
     obj : pandas.DataFrame or pandas.Series
         A ``query_range`` result (wide frame indexed by time) or a ``query`` result
-        (Series indexed by series name). A Series has no timestamps, so they are NaT.
+        (Series indexed by series name).
+    time : time-like, optional
+        For a Series, which prometheus-pandas returns without its timestamps: the evaluation
+        time you passed to its ``query`` (required; there is no "now" to assume afterwards).
     dropna : bool
         Drop NaN cells of a wide frame. The wide form cannot tell a missing point from a
         real NaN sample; both are NaN there, and both are dropped by default.
@@ -66,12 +71,16 @@ def from_prometheus_pandas(obj: pd.DataFrame | pd.Series, *, dropna: bool = True
         conversion (Prometheus timestamps are whole milliseconds).
     """
     if isinstance(obj, pd.Series):
+        if time is None:
+            raise InvalidArgument(
+                "a prometheus-pandas instant result (a Series) has lost its timestamps: pass time=, the "
+                "evaluation time given to its query() (e.g. from_prometheus_pandas(series, time=t))"
+            )
+        at = to_millis(to_timestamp(time, name="time"))
         labels = [parse_series_name(n) for n in obj.index]
         block = SeriesBlock(labels, np.ones(len(labels), np.int64),
-                            np.zeros(len(labels), np.int64), obj.to_numpy(dtype=np.float64))
-        frame = frame_from_block(block)
-        frame["timestamp"] = pd.Series(pd.NaT, index=frame.index, dtype=frame["timestamp"].dtype)
-        return frame
+                            np.full(len(labels), at, np.int64), obj.to_numpy(dtype=np.float64))
+        return frame_from_block(block)
     if not isinstance(obj, pd.DataFrame):
         raise InvalidArgument(f"expected a prometheus-pandas DataFrame or Series, got {type(obj).__name__}")
     index = pd.DatetimeIndex(obj.index)

@@ -21,6 +21,8 @@ reference conversion.
 from __future__ import annotations
 
 import gc
+import math
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +44,16 @@ _OBJ = b'{"metric":'
 _VALUES = b',"values":['
 _TO_CSV = bytes.maketrans(b"[]", b",\n")
 _RESERVED = ("timestamp", "value")
+#: A sample value as Prometheus sends it: a decimal or exponent float, NaN or +-Inf. Whitespace,
+#: underscores and hex are refused (Python's float() takes them, Prometheus never sends them).
+_VALUE = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|"
+                    r"(?i:nan|inf|infinity))")
+#: The bytes the fast path lets through its value arrays besides quotes and commas: digits, signs,
+#: NaN, Inf.
+_FAST_ALPHABET = b"0123456789.eE+-\nNaIfn"
+#: Prometheus timestamps are milliseconds that pandas can hold (years 1677 to 2262).
+_MIN_MS = pd.Timestamp.min.value // 1_000_000 + 1
+_MAX_MS = pd.Timestamp.max.value // 1_000_000
 
 
 @dataclass
@@ -161,7 +173,16 @@ def decode_api(body: bytes | bytearray, *, query: str = "", status: int | None =
 
 
 def _notes(doc: dict) -> tuple[list[str], list[str]]:
-    return [str(w) for w in doc.get("warnings") or []], [str(i) for i in doc.get("infos") or []]
+    return _note_list(doc.get("warnings")), _note_list(doc.get("infos"))
+
+
+def _note_list(notes: object) -> list[str]:
+    # The API sends a list of strings; a bare string is one note, not one per character.
+    if notes is None or notes == []:
+        return []
+    if isinstance(notes, list):
+        return [n if isinstance(n, str) else orjson.dumps(n).decode() for n in notes]
+    return [notes if isinstance(notes, str) else orjson.dumps(notes).decode()]
 
 
 def _parse_generic(body: bytes | bytearray, *, query: str, status: int | None) -> Parsed:
@@ -179,40 +200,87 @@ def _parse_generic(body: bytes | bytearray, *, query: str, status: int | None) -
 
 def _convert_generic(kind: str, result: Any, warnings: list[str], infos: list[str]) -> Parsed:
     if kind == "string":
-        return Parsed(kind, text=(_ms(result[0]), str(result[1])), warnings=warnings, infos=infos)
+        ts, text = _pair(result, "the string result")
+        if not isinstance(text, str):
+            raise ResponseError(f"the string result's value is {text!r}, not a string")
+        return Parsed(kind, text=(_ms(ts), text), warnings=warnings, infos=infos)
     if kind == "scalar":
-        block = SeriesBlock([{}], np.ones(1, np.int64), np.array([_ms(result[0])], np.int64),
-                            np.array([float(result[1])], np.float64))
+        ts, value = _pair(result, "the scalar result")
+        block = SeriesBlock([{}], np.ones(1, np.int64), np.array([_ms(ts)], np.int64),
+                            np.array([_value(value)], np.float64))
         return Parsed(kind, block, warnings=warnings, infos=infos)
     if kind not in ("matrix", "vector"):
         raise ResponseError(f"unknown resultType {kind!r}; expected matrix, vector, scalar or string")
+    if not isinstance(result, list):
+        raise ResponseError(f"the {kind} result is {type(result).__name__}, not a list of series")
     labels: list[dict[str, str]] = []
     counts: list[int] = []
-    times: list[float] = []
-    values: list[str] = []
+    times: list[int] = []
+    values: list[float] = []
     key = "values" if kind == "matrix" else "value"
     for series in result:
-        if key not in series:
+        if not isinstance(series, dict):
+            raise ResponseError(f"a series of the {kind} result is {type(series).__name__}, not an object")
+        if "histograms" in series or "histogram" in series:
             raise ResponseError(
                 "the result holds native histograms, which meshlab does not read yet; query "
                 "histogram_count(), histogram_sum() or histogram_quantile() of them instead"
             )
+        if key not in series:
+            raise ResponseError(f"a series of the {kind} result has no {key!r}")
+        labels.append(_labels(series.get("metric")))
         points = series[key] if kind == "matrix" else [series[key]]
-        labels.append(series["metric"])
+        if not isinstance(points, list):
+            raise ResponseError(f"a series' {key!r} is {type(points).__name__}, not a list of points")
         counts.append(len(points))
-        times.extend(p[0] for p in points)
-        values.extend(p[1] for p in points)
-    block = SeriesBlock(
-        labels,
-        np.array(counts, np.int64),
-        np.rint(np.array(times, np.float64) * 1000).astype(np.int64),
-        np.array([float(v) for v in values], np.float64),
-    )
+        for point in points:
+            ts, value = _pair(point, "a point")
+            times.append(_ms(ts))
+            values.append(_value(value))
+    block = SeriesBlock(labels, np.array(counts, np.int64), np.array(times, np.int64),
+                        np.array(values, np.float64))
     return Parsed(kind, block, warnings=warnings, infos=infos)
 
 
-def _ms(seconds: float) -> int:
-    return round(float(seconds) * 1000)
+def _pair(point: Any, what: str) -> tuple[Any, Any]:
+    if not isinstance(point, list) or len(point) != 2:
+        raise ResponseError(f"{what} is {_short(point)}, not a [timestamp, \"value\"] pair")
+    return point[0], point[1]
+
+
+def _labels(metric: Any) -> dict[str, str]:
+    if not isinstance(metric, dict):
+        raise ResponseError(f"a series' labels ('metric') are {_short(metric)}, not an object of strings")
+    for name, value in metric.items():
+        if not isinstance(value, str):
+            raise ResponseError(f"label {name!r} has the value {_short(value)}, not a string")
+    return metric
+
+
+def _value(value: Any) -> float:
+    # Prometheus sends sample values as JSON strings; a number, true or "1_000" is not one.
+    if not isinstance(value, str) or not _VALUE.fullmatch(value):
+        raise ResponseError(f"a sample value is {_short(value)}, not a number in a string such as \"1.5\"")
+    return float(value)
+
+
+def _ms(seconds: Any) -> int:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        raise ResponseError(f"a timestamp is {_short(seconds)}, not a number of unix seconds")
+    if not _MIN_MS <= seconds * 1000 <= _MAX_MS:
+        raise ResponseError(_time_range_message(seconds))
+    return round(seconds * 1000)
+
+
+def _time_range_message(seconds: float) -> str:
+    hint = "; is the server sending milliseconds as seconds?" if abs(seconds) > 1e11 else ""
+    return (f"a timestamp of {seconds:g} s is outside the years 1677 to 2262 that pandas can hold{hint} "
+            "(Prometheus sends unix seconds)")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _parse_matrix_fast(buf: bytearray) -> Parsed | None:
@@ -231,7 +299,10 @@ def _parse_matrix_fast(buf: bytearray) -> Parsed | None:
             values_at = buf.find(_VALUES, pos)
             if values_at < 0:
                 return None
-            labels.append(orjson.loads(view[pos + len(_OBJ):values_at]))
+            metric = orjson.loads(view[pos + len(_OBJ):values_at])
+            if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
+                return None  # the exact decoder explains it
+            labels.append(metric)
             start = values_at + len(_VALUES) - 1  # the array's opening '['
             if buf[start + 1:start + 2] != b"[":
                 return None
@@ -257,21 +328,36 @@ def _parse_matrix_fast(buf: bytearray) -> Parsed | None:
         doc = orjson.loads(head + tail[1:])
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(doc, dict) or doc.get("status") != "success" or doc.get("data", {}).get("result") != []:
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get("status") != "success" or not isinstance(data, dict) \
+            or data.get("result") != []:
         return None
     blanks.append((blank_from, len(buf)))
+    total = int(sum(counts))
+    # Anything but [number,"value"] pairs goes to the exact decoder, which judges it, so both
+    # paths agree on every JSON body: only these bytes, two quotes and three commas per point
+    # (one pass). Like Arrow, it trusts the body is JSON: a timestamp spelled '+1' or '.5',
+    # which no JSON encoder writes, is read rather than refused.
+    csv = buf.translate(_TO_CSV)  # a copy: the body stays whole for the exact decoder
     for lo, hi in blanks:
-        buf[lo:hi] = b"\n" * (hi - lo)
-    csv = buf.translate(_TO_CSV)
-    del buf[:]  # the caller's body is spent; free it before Arrow allocates
+        csv[lo:hi] = b"\n" * (hi - lo)
+    rest = csv.translate(None, _FAST_ALPHABET)
+    if len(rest) != 5 * total or rest.count(b'"') != 2 * total:
+        return None
+    del rest, buf[:]  # the caller's body is spent; free it before Arrow allocates
     table = _read_points(csv)
     del csv
-    total = int(sum(counts))
-    if table is None or table.num_rows != total:
-        raise ResponseError("a matrix response could not be parsed: its value arrays are malformed")
+    if table is None or table.num_rows != total:  # a malformed number: refused, as the exact decoder would
+        raise ResponseError("a matrix response could not be parsed: a timestamp or value is not a number")
     times = _column(table.column("t"))
     values = _column(table.column("v"))
     del table
+    if len(times) and not (np.isfinite(times).all() and times.min() * 1000 >= _MIN_MS
+                           and times.max() * 1000 <= _MAX_MS):
+        bad = times[~np.isfinite(times) | (times * 1000 < _MIN_MS) | (times * 1000 > _MAX_MS)][0]
+        if not np.isfinite(bad):
+            return None  # NaN or Inf timestamps are not JSON
+        raise ResponseError(_time_range_message(float(bad)))
     times *= 1000
     np.rint(times, out=times)
     warnings, infos = _notes(doc)
