@@ -84,6 +84,13 @@ def _filter_mesh(frame: pd.DataFrame, mesh: str | Sequence[str] | None) -> pd.Da
     return part
 
 
+def _modes_matter(frame: pd.DataFrame) -> bool:
+    """Whether some mesh has runs in several modes, so labels must name the mode too."""
+    if "mode" not in frame.columns:
+        return False
+    return bool((frame.groupby("mesh", observed=True)["mode"].nunique() > 1).any())
+
+
 def _unit_title(metric: str) -> str:
     if metric.endswith("_ms"):
         return "ms"
@@ -485,7 +492,7 @@ def comparison(compare: pd.DataFrame, *, metrics: Sequence[str] | None = None) -
     data = frame.assign(
         key=_key_label(frame, keys).to_numpy(),
         who=(frame["mesh"].pipe(_prep.text) + (" · " + frame["mode"].pipe(_prep.text)
-                                          if "mode" in frame.columns and frame["mode"].nunique() > 1 else "")),
+                                          if _modes_matter(frame) else "")),
         unit=frame["metric"].pipe(_prep.text).map(_unit_title),
         panel=frame["metric"].pipe(_prep.text) + " (" + frame["metric"].pipe(_prep.text).map(_unit_title) + ")",
         flags=(frame["flags"].map(lambda v: ", ".join(v) if isinstance(v, list | tuple) else v)
@@ -561,7 +568,8 @@ def capacity(benchmark: pd.DataFrame, fit: pd.DataFrame | None = None, *, resour
     if not all_roles:
         raise InvalidArgument(f"benchmark: no {suffix} column has values (client_/server_/gateway_{suffix})")
     mode = frame["mode"].pipe(_prep.text) if "mode" in frame.columns else pd.Series("", index=frame.index)
-    who = frame["mesh"].pipe(_prep.text) + (" · " + mode if mode.nunique() > 1 else "")
+    several_modes = _modes_matter(frame)
+    who = frame["mesh"].pipe(_prep.text) + (" · " + mode if several_modes else "")
     points = []
     for role in all_roles:
         part = pd.DataFrame({"who": who, "mesh": frame["mesh"].pipe(_prep.text), "mode": mode, "role": role,
@@ -573,7 +581,7 @@ def capacity(benchmark: pd.DataFrame, fit: pd.DataFrame | None = None, *, resour
     runs = pd.concat(points, ignore_index=True)
     layers = [runs]
     if fit is not None:
-        layers.append(_fit_lines(fit, runs, resource_key, all_roles, mode.nunique() > 1))
+        layers.append(_fit_lines(fit, runs, resource_key, all_roles, several_modes))
     data = _prep.to_vega(pd.concat(layers, ignore_index=True))
     pick = alt.selection_point(fields=["who"], bind="legend", name="capacity_mesh")
     color = alt.Color("who:N", title="mesh")
@@ -676,7 +684,7 @@ def latency_vs_load(benchmark: pd.DataFrame, *, slo_ms: float, percentile: str =
     short = _prep.short_percentile(column)
     mode = frame["mode"].pipe(_prep.text) if "mode" in frame.columns else pd.Series("", index=frame.index)
     data = pd.DataFrame({
-        "panel": frame["mesh"].pipe(_prep.text) + (" · " + mode if mode.nunique() > 1 else ""),
+        "panel": frame["mesh"].pipe(_prep.text) + (" · " + mode if _modes_matter(frame) else ""),
         "mesh": frame["mesh"].pipe(_prep.text), "mode": mode,
         "connections": frame["connections"] if "connections" in frame.columns else np.nan,
         "requested_qps": frame["requested_qps"] if "requested_qps" in frame.columns else np.nan,

@@ -78,14 +78,19 @@ def save(chart: Any, path: str | os.PathLike[str], *, format: str | None = None,
     import vl_convert
 
     payload: bytes
-    if fmt == "png":
-        payload = vl_convert.vegalite_to_png(spec, vl_version=_vl_version(), scale=float(scale))
-    elif fmt == "svg":
-        payload = vl_convert.vegalite_to_svg(spec, vl_version=_vl_version()).encode()
-    elif fmt == "html":
-        payload = to_html(chart).encode()
-    else:
-        payload = json.dumps(spec, indent=1).encode()
+    try:
+        if fmt == "png":
+            payload = vl_convert.vegalite_to_png(spec, vl_version=_vl_version(), scale=float(scale))
+        elif fmt == "svg":
+            payload = vl_convert.vegalite_to_svg(spec, vl_version=_vl_version()).encode()
+        elif fmt == "html":
+            payload = to_html(chart).encode()
+        else:
+            payload = json.dumps(spec, indent=1).encode()
+    except ValueError as exc:  # vl-convert reports a spec it cannot render as ValueError
+        first = str(exc).strip().splitlines()
+        detail = " ".join(first[:2]) if first else type(exc).__name__
+        raise InvalidArgument(f"chart: vl-convert could not render it as {fmt}: {detail}") from exc
     _write_atomic(target, payload)
     return target
 
