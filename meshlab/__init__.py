@@ -23,6 +23,7 @@ _LAZY = {
     "datasets": "meshlab.datasets",
     "sim": "meshlab.sim",
     "smi": "meshlab.smi",
+    "charts": "meshlab.charts",
     "Mesh": "meshlab.meshes",
     "Linkerd": "meshlab.meshes",
     "Istio": "meshlab.meshes",
