@@ -80,8 +80,8 @@ class Rate:
     shape : {"steady", "diurnal", "ramp", "bursts"}
         ``steady`` is constant; ``diurnal`` is ``rps * (1 + amplitude * cos(...))`` peaking
         at ``peak_at`` each ``period``; ``ramp`` goes linearly from ``rps`` to ``to_rps``
-        between ``ramp_start`` and ``ramp_end``; ``bursts`` multiplies by ``burst_factor``
-        for ``burst_length`` every ``burst_every``.
+        between ``ramp_start`` and ``ramp_end`` (the scenario's ``duration`` by default);
+        ``bursts`` multiplies by ``burst_factor`` for ``burst_length`` every ``burst_every``.
     """
 
     rps: float
@@ -108,8 +108,13 @@ class Rate:
         if self.burst_factor < 0 or self.burst_length_s > self.burst_every_s:
             raise InvalidArgument("bursts need burst_factor >= 0 and burst_length <= burst_every")
 
-    def at(self, offsets_s: np.ndarray, day_offset_s: float = 0.0) -> np.ndarray:
-        """The rate at each offset (seconds from the scenario start)."""
+    def at(self, offsets_s: np.ndarray, day_offset_s: float = 0.0, *, end_s: float | None = None) -> np.ndarray:
+        """The rate at each offset (seconds from the scenario start).
+
+        ``end_s`` is where a ramp without ``ramp_end`` ends: the scenario's duration when
+        simulated (so a shorter run ramps exactly as the start of the full one), else the
+        last offset.
+        """
         t = np.asarray(offsets_s, dtype=np.float64)
         if self.shape == "steady":
             return np.full(t.shape, float(self.rps))
@@ -117,7 +122,8 @@ class Rate:
             phase = 2 * np.pi * ((t + day_offset_s - self.peak_at_s) / self.period_s)
             return self.rps * (1 + self.amplitude * np.cos(phase))
         if self.shape == "ramp":
-            end = self.ramp_end_s if self.ramp_end_s is not None else float(t.max(initial=0.0))
+            end = self.ramp_end_s if self.ramp_end_s is not None else (
+                end_s if end_s is not None else float(t.max(initial=0.0)))
             span = max(end - self.ramp_start_s, 1e-9)
             frac = np.clip((t - self.ramp_start_s) / span, 0, 1)
             return self.rps + (float(self.to_rps or 0.0) - self.rps) * frac
@@ -324,6 +330,9 @@ class Scenario:
         for incident in self.incidents:
             self.workload(incident.workload)
         self.edge_order()  # raises on cycles
+        from .traffic import pod_timeline
+
+        pod_timeline(self)  # raises on a restart of a pod that does not run then
 
     def workload(self, ref: str) -> Workload:
         """Find a workload by ``name`` (if unique) or ``namespace/name``."""
