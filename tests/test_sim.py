@@ -45,7 +45,7 @@ def test_builtin_yaml_and_toml_scenarios_load(tmp_path):
 @pytest.mark.parametrize(("text", "message"), [
     ("name: x\nworkloads: []\n", "has no workloads"),
     ("name: x\nworkloads:\n  - {name: a, namespace: n, replica: 2}\n",
-     r"workloads\[0\]: unknown key 'replica'; allowed: .*replicas"),
+     r"workloads\[0\]: unknown key 'replica'; did you mean 'replicas'\? \(allowed: .*replicas"),
     ("name: x\nworkloads: [{name: a, namespace: n}]\nedges: [{from: a, to: zz, rate: 1}]\n",
      "unknown workload 'zz'; known: n/a"),
     ("name: x\nworkloads: [{name: a, namespace: n}, {name: b, namespace: n}]\nedges: [{from: a, to: b}]\n",
@@ -62,7 +62,7 @@ def test_builtin_yaml_and_toml_scenarios_load(tmp_path):
     ("name: x\nworkloads: [{name: a, namespace: n}]\nincidents: [{kind: error_burst, workload: a, start: 1m}]\n",
      "give errors"),
     ("name: [unclosed\n", "is not valid YAML"),
-    ("name: x\nworkload: []\n", "workloads is missing"),
+    ("name: x\nworkload: []\n", "unknown key 'workload'; did you mean 'workloads'"),
 ])
 def test_bad_scenario_files_get_clear_errors(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
