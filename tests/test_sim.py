@@ -332,3 +332,51 @@ def test_a_pod_restart_names_a_pod_running_at_that_time():
                                                     "start": "1h"},
                                                    {"kind": "scale", "workload": "frontend", "replicas": 3,
                                                     "start": "2h"}]})
+
+
+# -- runs too large to simulate are refused up front -------------------------------------------
+
+TINY = {"name": "tiny", "workloads": [{"name": "a", "namespace": "n"}, {"name": "b", "namespace": "n"}],
+        "edges": [{"from": "a", "to": "b", "rate": 1}]}
+
+
+def test_a_run_too_large_is_refused_before_simulating_with_its_size_and_how_to_raise_the_limit():
+    import time
+
+    from meshlab.sim.traffic import MAX_SAMPLES
+
+    scenario = scenario_from_dict({**TINY, "interval": "1s", "duration": "100y"})
+    n = 100 * 365 * 86400 + 1
+    per_scrape = 2 * 2 + 1 * 1 * (1 + 4)  # two pods' CPU and memory; one pod pair: one status, conns and bytes
+    started = time.perf_counter()
+    with pytest.raises(InvalidArgument) as caught:
+        simulate(scenario)
+    assert time.perf_counter() - started < 1
+    message = str(caught.value)
+    assert f"about {per_scrape * n:,} simulated values ({n:,} scrapes)" in message
+    assert f"max_samples={MAX_SAMPLES:,}" in message and "simulate(..., max_samples=N)" in message
+    # the limit is a keyword argument, and the estimate is what the limit compares
+    small = scenario_from_dict(TINY)
+    n = 3600 // 15 + 1
+    with pytest.raises(InvalidArgument, match=f"about {per_scrape * n:,} simulated values"):
+        simulate(small, hours=1, max_samples=per_scrape * n - 1)
+    assert simulate(small, hours=1, max_samples=per_scrape * n).n == n
+
+
+def test_replicas_beyond_the_limit_are_refused_in_python_too():
+    from meshlab.sim.scenario import MAX_REPLICAS, Workload
+
+    with pytest.raises(InvalidArgument, match=f"replicas must be from 1 to {MAX_REPLICAS}"):
+        Workload("a", "n", replicas=10_000_000)
+
+
+@pytest.mark.parametrize("hours", [0, -1, float("nan"), float("inf"), True, "2"])
+def test_bad_hours_are_refused(hours):
+    with pytest.raises(InvalidArgument, match="hours must be a number > 0"):
+        simulate(scenario_from_dict(TINY), hours=hours)
+
+
+def test_a_run_past_pandas_last_time_is_refused():
+    scenario = scenario_from_dict({**TINY, "start": "2199-12-31T00:00:00Z", "interval": "1h"})
+    with pytest.raises(InvalidArgument, match="after 2262-04-11"):
+        simulate(scenario, hours=100 * 365 * 24)

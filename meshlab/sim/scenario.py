@@ -67,6 +67,9 @@ KINDS = ("deployment", "statefulset", "daemonset", "job")
 SHAPES = ("steady", "diurnal", "ramp", "bursts")
 PROTOCOLS = ("http", "grpc", "tcp")
 INCIDENTS = ("error_burst", "latency_spike", "pod_restart", "scale")
+#: The most pods a workload may have at once; the simulator keeps an array per pair of pods,
+#: so this bounds one edge's size.
+MAX_REPLICAS = 1000
 
 
 def _seconds(value: Any, name: str) -> float:
@@ -190,8 +193,8 @@ class Workload:
         if self.kind not in KINDS:
             raise InvalidArgument(
                 f"workload {self.name!r}: unknown kind {self.kind!r}; must be one of: {', '.join(KINDS)}")
-        if self.replicas < 1:
-            raise InvalidArgument(f"workload {self.name!r}: replicas must be at least 1")
+        if not 1 <= self.replicas <= MAX_REPLICAS:
+            raise InvalidArgument(f"workload {self.name!r}: replicas must be from 1 to {MAX_REPLICAS}")
         if self.external and self.meshed:
             object.__setattr__(self, "meshed", False)
 
@@ -279,8 +282,8 @@ class Incident:
             raise InvalidArgument(f"latency_spike on {self.workload}: factor must be positive")
         if self.kind == "error_burst" and not self.errors:
             raise InvalidArgument(f"error_burst on {self.workload}: give errors, e.g. {{'503': 0.3}}")
-        if self.kind == "scale" and self.replicas < 1:
-            raise InvalidArgument(f"scale on {self.workload}: replicas must be at least 1")
+        if self.kind == "scale" and not 1 <= self.replicas <= MAX_REPLICAS:
+            raise InvalidArgument(f"scale on {self.workload}: replicas must be from 1 to {MAX_REPLICAS}")
 
     def active(self, offsets_s: np.ndarray) -> np.ndarray:
         """Which offsets fall inside the incident."""
@@ -379,9 +382,6 @@ _DURATION_FIELDS = {"period": "period_s", "peak_at": "peak_at_s", "ramp_start": 
                     "start": "start_s", "duration": "duration_s", "interval": "interval_s",
                     "connection_seconds": "connection_seconds"}
 
-#: The most pods a workload may have at once (a scenario file's ``replicas``); the simulator
-#: keeps an array per pair of pods, so this bounds one edge's size.
-MAX_REPLICAS = 1000
 #: Scenario start times must fall in this range (pandas' nanosecond times end in 2262).
 START_RANGE = (pd.Timestamp("1970-01-01T00:00:00Z"), pd.Timestamp("2200-01-01T00:00:00Z"))
 

@@ -13,6 +13,7 @@ scrape, when every counter reads zero.
 from __future__ import annotations
 
 import hashlib
+import math
 import zlib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,11 +21,12 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from ..errors import InvalidArgument
 from .costs import MESH_COSTS
 from .dist import Mixture
 from .scenario import GRPC_CODES, Edge, Scenario, Workload
 
-__all__ = ["EdgeTraffic", "Pod", "Traffic", "simulate"]
+__all__ = ["MAX_SAMPLES", "EdgeTraffic", "Pod", "Traffic", "estimate_samples", "pod_timeline", "simulate"]
 
 _HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
 
@@ -259,8 +261,6 @@ def pod_timeline(scenario: Scenario) -> dict[str, list[Pod]]:
             if event.kind == "pod_restart" and event.workload in (w.key, w.name):
                 k = max(_scrape_at(event.start_s, interval_s), 1)
                 if not (event.pod < len(made) and made[event.pod].first <= k <= made[event.pod].last):
-                    from ..errors import InvalidArgument
-
                     running = [p.index for p in made if p.first <= k <= p.last]
                     raise InvalidArgument(f"pod_restart on {w.key} at {event.start_s:g}s: there is no pod "
                                           f"{event.pod} at that time (pods running: {running})")
@@ -295,7 +295,37 @@ def _split(total: np.ndarray, ok: np.ndarray, streams: list[np.random.Generator]
     return out
 
 
-def simulate(scenario: Scenario, *, hours: float | None = None) -> Traffic:
+#: The default largest run :func:`simulate` accepts, in simulated values (see
+#: :func:`estimate_samples`). Measured at about 7 bytes of peak memory per value (a week of
+#: the shop scenario: 7.0 M values, +50 MB, 1.3 s), so about 0.7 GB and 20 s at the limit,
+#: before any mesh renders it.
+MAX_SAMPLES = 100_000_000
+
+
+def estimate_samples(scenario: Scenario, n: int) -> int:
+    """How many values a run of ``n`` scrapes simulates, before simulating it.
+
+    Per edge: one count per scrape, pair of pods and status, plus four for connections and
+    bytes; per pod two series (CPU and memory). Cheap: it counts pods without making them.
+    """
+    pods: dict[str, int] = {}
+    for w in scenario.workloads:
+        live = made = 1 if w.external else w.replicas
+        for event in sorted((i for i in scenario.incidents if i.kind == "scale" and i.workload in (w.key, w.name)),
+                            key=lambda i: i.start_s):
+            made += max(event.replicas - live, 0)
+            live = event.replicas
+        pods[w.key] = made
+    bursts = {code for i in scenario.incidents if i.kind == "error_burst" for code in i.errors}
+    per_scrape = 2 * sum(pods.values())
+    for edge in scenario.edges:
+        statuses = 0 if edge.protocol == "tcp" else 1 + len(set(edge.errors) | bursts)
+        pairs = pods[scenario.workload(edge.source).key] * pods[scenario.workload(edge.target).key]
+        per_scrape += pairs * (statuses + 4)
+    return n * per_scrape
+
+
+def simulate(scenario: Scenario, *, hours: float | None = None, max_samples: int = MAX_SAMPLES) -> Traffic:
     """Run a scenario.
 
     Parameters
@@ -303,14 +333,36 @@ def simulate(scenario: Scenario, *, hours: float | None = None) -> Traffic:
     scenario : Scenario
     hours : float, optional
         How long to simulate; the scenario's own duration by default.
+    max_samples : int
+        Refuse a run that would simulate more values than this (:func:`estimate_samples`),
+        rather than run out of memory; :data:`MAX_SAMPLES` by default.
+
+    Raises
+    ------
+    InvalidArgument
+        For ``hours`` that is not a number > 0, or a run larger than ``max_samples``.
 
     Returns
     -------
     Traffic
     """
-    duration_s = scenario.duration_s if hours is None else hours * 3600.0
+    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, (int, float, np.integer, np.floating))
+                              or not 0 < hours < math.inf):
+        raise InvalidArgument(f"hours must be a number > 0, got {hours!r}")
+    duration_s = scenario.duration_s if hours is None else float(hours) * 3600.0
     intervals = max(int(duration_s // scenario.interval_s), 1)
     n = intervals + 1
+    size = estimate_samples(scenario, n)
+    if size > max_samples:
+        raise InvalidArgument(
+            f"scenario {scenario.name!r}: a run of {duration_s / 3600:g} h at a {scenario.interval_s:g}s interval "
+            f"would hold about {size:,.0f} simulated values ({n:,} scrapes), more than max_samples="
+            f"{max_samples:,} (about {max_samples * 8 / 1e9:.1f} GB); run fewer hours, a longer interval or fewer "
+            "replicas, or raise the limit: simulate(..., max_samples=N)")
+    end_year = 1970 + (scenario.start.value / 1e9 + intervals * scenario.interval_s) / (365.2425 * 86400)
+    if end_year >= 2262.27:  # pandas' last nanosecond time, 2262-04-11
+        raise InvalidArgument(f"scenario {scenario.name!r}: the run would end in {int(end_year)}, after "
+                              "2262-04-11, the last time pandas can hold; start earlier or run fewer hours")
     start_ms = int(scenario.start.value // 1_000_000)
     times_ms = start_ms + np.arange(n, dtype=np.int64) * int(scenario.interval_s * 1000)
     offsets = np.arange(n) * scenario.interval_s
