@@ -68,22 +68,23 @@ def main(argv: Sequence[str] | None = None, *, stderr: IO[str] | None = None) ->
     err = stderr or sys.stderr
     args = list(sys.argv[1:] if argv is None else argv)
     DEBUG["on"] = "--debug" in args[:args.index("--")] if "--" in args else "--debug" in args
+    error: BaseException
     try:
         status = cli.main(args=args, prog_name="meshlab", standalone_mode=False)
         return int(status or 0)
     except click.UsageError as exc:
-        message = describe_usage_error(exc)
+        message, error = describe_usage_error(exc), exc
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except (click.Abort, KeyboardInterrupt):
         return 130
     except MeshlabError as exc:
-        message = _one_line(str(exc))
+        message, error = _one_line(str(exc)), exc
     except OSError as exc:
-        message = _describe(exc)
+        message, error = _describe(exc), exc
     except click.ClickException as exc:
-        message = _one_line(exc.format_message())
+        message, error = _one_line(exc.format_message()), exc
     if DEBUG["on"]:
-        traceback.print_exc(file=err)
+        traceback.print_exception(type(error), error, error.__traceback__, file=err)
     print(f"meshlab: error: {message}", file=err)
     return 2

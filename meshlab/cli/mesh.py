@@ -72,8 +72,13 @@ def _instant(at: str) -> pd.Timestamp:
     return to_timestamp(at, name="--at")
 
 
+#: The built-in meshes, known without loading the adapters (and pandas) so that a refused local
+#: server is reported at once; any other name is looked up in the registry (plugins included).
+BUILT_IN = ("consul", "hubble", "istio", "kuma", "linkerd")
+
+
 def _check_mesh_name(name: str) -> None:
-    if name != "auto":
+    if name != "auto" and name not in BUILT_IN:
         from ..meshes import get_mesh
 
         get_mesh(name)
@@ -157,8 +162,8 @@ Workloads with no inbound traffic and no TCP connections in the window are not l
 def stat(url: str, mesh: str, namespace: str | None, kind: str | None, window: str, at: str, timeout: float,
          fmt: str) -> int:
     _check_mesh_name(mesh)
+    prom = prometheus(url, timeout)  # --at is checked already; it is read after this, with pandas
     when = _instant(at)
-    prom = prometheus(url, timeout)
     adapters = _adapters(prom, mesh)
     frame = stat_frame(prom, adapters, kind, namespace, when, window)
     cols = [*_where(namespace, len(adapters) > 1, fmt),
@@ -204,8 +209,8 @@ def edges(url: str, mesh: str, namespace: str | None, kind: str | None, window: 
     import pandas as pd
 
     _check_mesh_name(mesh)
+    prom = prometheus(url, timeout)  # --at is checked already; it is read after this, with pandas
     when = _instant(at)
-    prom = prometheus(url, timeout)
     adapters = _adapters(prom, mesh)
     parts = []
     for adapter in adapters:
@@ -251,8 +256,8 @@ Only workloads that received requests in the window are ranked.
 def top(url: str, mesh: str, namespace: str | None, kind: str | None, window: str, at: str, timeout: float,
         fmt: str, limit: int) -> int:
     _check_mesh_name(mesh)
+    prom = prometheus(url, timeout)  # --at is checked already; it is read after this, with pandas
     when = _instant(at)
-    prom = prometheus(url, timeout)
     adapters = _adapters(prom, mesh)
     frame = stat_frame(prom, adapters, kind, namespace, when, window)
     frame = frame[frame["requests"] > 0]

@@ -58,7 +58,11 @@ def count(value: Any) -> str:
 
 
 def text(value: Any) -> str:
-    return "-" if missing(value) or value == "" else str(value)
+    if missing(value) or value == "":
+        return "-"
+    if hasattr(value, "tz_convert"):  # a timestamp, as the CSV writes it
+        return str(value.tz_convert("UTC").isoformat().replace("+00:00", "Z"))
+    return str(value)
 
 
 def emit(frame: pd.DataFrame, fmt: str, cols: Sequence[Col] | None = None, *, out: IO[str] | None = None,
