@@ -8,7 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
-from urllib.request import getproxies, proxy_bypass
 
 import click
 
@@ -74,6 +73,8 @@ def refuse_unreachable(url: str, timeout: float) -> None:
     host = parts.hostname
     if parts.scheme not in ("http", "https") or not host or not _loopback(host):
         return
+    from urllib.request import getproxies, proxy_bypass  # http.client and email: not for --help
+
     if getproxies().get(parts.scheme) and not proxy_bypass(host):
         return  # the client would go through the proxy
     try:
