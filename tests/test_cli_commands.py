@@ -310,3 +310,23 @@ def test_sandbox_serves_until_a_signal_stops_it(signum, tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# -- sim -o, warnings ----------------------------------------------------------------------------------
+
+def test_sim_backfill_json_counts_what_it_wrote(tmp_path):
+    rows = _json(run("sim", "backfill", "--hours", "0.05", "--meshes", "linkerd", "--out", str(tmp_path), "-o", "json"))
+    (row,) = rows
+    written = sum(1 for path in tmp_path.glob("*.om") for line in path.read_text().splitlines()
+                  if line and not line.startswith("#"))
+    assert row["samples"] == written > 0 and row["files"] == len(list(tmp_path.glob("*.om")))
+    assert row["start"] == "2024-03-04T00:00:00Z"  # the shop scenario's own start
+
+
+@pytest.mark.prometheus
+def test_a_warning_is_one_line(url):
+    result = run("stat", "--prometheus", url, "--mesh", "linkerd", "--at", AT, "--window", "20s", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) >= 1 and all(line.startswith("meshlab: warning: window=20s cannot hold two scrapes")
+                                   for line in lines), result.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from typing import IO
 
@@ -56,6 +57,12 @@ def _describe(error: OSError) -> str:
     return reason if error.strerror is None else f"{reason} ({type(error).__name__})"
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: IO[str] | None = None, line: str | None = None) -> None:
+    """A warning as one line on stderr, as errors are: ``meshlab: warning: ...``."""
+    print(f"meshlab: warning: {_one_line(str(message))}", file=file or sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None, *, stderr: IO[str] | None = None) -> int:
     """Run the command line; returns the exit status.
 
@@ -67,6 +74,7 @@ def main(argv: Sequence[str] | None = None, *, stderr: IO[str] | None = None) ->
 
     err = stderr or sys.stderr
     args = list(sys.argv[1:] if argv is None else argv)
+    warnings.showwarning = _warning_line
     DEBUG["on"] = "--debug" in args[:args.index("--")] if "--" in args else "--debug" in args
     error: BaseException
     try:

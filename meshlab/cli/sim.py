@@ -77,14 +77,19 @@ def sim() -> None:
               help="Simulated seconds per second.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=PORT, default=9464, show_default=True)
+@output_option
 @debug_option
-def sim_serve(scenario: str, meshes: str, hours: float | None, speed: float, host: str, port: int) -> int:
+def sim_serve(scenario: str, meshes: str, hours: float | None, speed: float, host: str, port: int, fmt: str) -> int:
     from ..sim import SimExporter, load_scenario, simulate
 
     _check_listen(host, port)
     traffic = simulate(load_scenario(scenario), hours=hours)
     with _stop_on_sigterm(), SimExporter(traffic, meshes.split(","), speed=speed, host=host, port=port) as exporter:
-        print(f"serving {scenario} ({meshes}) at {exporter.url}; Ctrl-C to stop", flush=True)
+        if fmt in ("json", "csv"):
+            _record(fmt, url=exporter.url, scenario=scenario, meshes=meshes, speed=speed)
+            sys.stdout.flush()
+        else:
+            print(f"serving {scenario} ({meshes}) at {exporter.url}; Ctrl-C to stop", flush=True)
         try:
             _wait_forever()
         except KeyboardInterrupt:
@@ -97,22 +102,45 @@ def sim_serve(scenario: str, meshes: str, hours: float | None, speed: float, hos
 @click.option("--out", default="out/openmetrics", show_default=True, help="Directory for the files.")
 @click.option("--tsdb", default=None, help="Also backfill them into this TSDB directory with promtool.")
 @_end_option
+@output_option
 @debug_option
 def sim_backfill(scenario: str, meshes: str, hours: float | None, out: str, tsdb: str | None,
-                 end: str | None) -> int:
+                 end: str | None, fmt: str) -> int:
     from ..sim import load_scenario, simulate, write_backfill
 
     began = time.perf_counter()
     traffic = _placed_run(simulate(load_scenario(scenario), hours=hours), end)
     files, samples = write_backfill(traffic, meshes.split(","), out)
-    print(f"wrote {samples:,} samples in {len(files)} OpenMetrics files to {out} "
-          f"in {time.perf_counter() - began:.1f} s")
+    said = _say if fmt in ("table", "wide") else _quiet
+    said(f"wrote {samples:,} samples in {len(files)} OpenMetrics files to {out} "
+         f"in {time.perf_counter() - began:.1f} s")
     if tsdb:
         from ..prometheus.local import backfill
 
         backfill(files, tsdb)
-        print(f"backfilled them into {tsdb} in {time.perf_counter() - began:.1f} s in all")
+        said(f"backfilled them into {tsdb} in {time.perf_counter() - began:.1f} s in all")
+    times = traffic.timestamps()
+    _record(fmt, out=out, files=len(files), samples=samples, start=times[0], end=times[-1], tsdb=tsdb,
+            seconds=round(time.perf_counter() - began, 3))
     return 0
+
+
+def _say(text: str) -> None:
+    print(text)
+
+
+def _quiet(text: str) -> None:
+    pass
+
+
+def _record(fmt: str, **fields: Any) -> None:
+    """With -o json or csv, what a command did as one row of raw values."""
+    if fmt in ("json", "csv"):
+        import pandas as pd
+
+        from .output import emit
+
+        emit(pd.DataFrame({key: [value] for key, value in fields.items()}), fmt)
 
 
 def _placed_run(traffic: Any, end: str | None) -> Any:
@@ -146,8 +174,10 @@ _PUSH_URL_HELP = ("the remote-write URL: http://host:9090/api/v1/write for Prome
 @click.option("--no-verify", "verify", is_flag=True, flag_value=False, default=True,
               help="Do not count what the server stored afterwards (one query).")
 @_end_option
+@output_option
 @debug_option
-def sim_push(url: str, scenario: str, meshes: str, hours: float | None, verify: bool, end: str | None) -> int:
+def sim_push(url: str, scenario: str, meshes: str, hours: float | None, verify: bool, end: str | None,
+             fmt: str) -> int:
     from ..prometheus.client import Prometheus, redact_url
     from ..prometheus.remote_write import count_stored, query_url
     from ..sim import load_scenario, push_backfill, simulate
@@ -181,8 +211,11 @@ def sim_push(url: str, scenario: str, meshes: str, hours: float | None, verify: 
                 f"{where} acknowledged {samples:,} samples ({span}) but holds only {stored:,} of them: "
                 "VictoriaMetrics drops samples older than its -retentionPeriod (a month by default) without an "
                 "error; push a recent run (--end now) or start it with a longer -retentionPeriod")
-    print(f"pushed {samples:,} samples ({span}) to {where} in {time.perf_counter() - began:.1f} s"
-          + ("; all of them are stored" if base is not None else ""))
+    (_say if fmt in ("table", "wide") else _quiet)(
+        f"pushed {samples:,} samples ({span}) to {where} in {time.perf_counter() - began:.1f} s"
+        + ("; all of them are stored" if base is not None else ""))
+    _record(fmt, url=where, samples=samples, start=times[0], end=times[-1], verified=base is not None,
+            seconds=round(time.perf_counter() - began, 3))
     return 0
 
 
