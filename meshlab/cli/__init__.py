@@ -68,13 +68,21 @@ def main(argv: Sequence[str] | None = None, *, stderr: IO[str] | None = None) ->
 
     Errors are one line on stderr, ``meshlab: error: ...``, with exit status 2; no traceback
     for bad input, an unreachable server or a file that cannot be read or written, unless
-    ``--debug`` is given.
+    ``--debug`` is given. Warnings are one line too, ``meshlab: warning: ...``.
     """
+    previous = warnings.showwarning
+    warnings.showwarning = _warning_line
+    try:
+        return _main(argv, stderr)
+    finally:
+        warnings.showwarning = previous  # main() may run inside a notebook or a test
+
+
+def _main(argv: Sequence[str] | None, stderr: IO[str] | None) -> int:
     from .core import describe_usage_error
 
     err = stderr or sys.stderr
     args = list(sys.argv[1:] if argv is None else argv)
-    warnings.showwarning = _warning_line
     DEBUG["on"] = "--debug" in args[:args.index("--")] if "--" in args else "--debug" in args
     error: BaseException
     try:
