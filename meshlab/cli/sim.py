@@ -24,6 +24,11 @@ def _stop_on_sigterm() -> Iterator[None]:
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may handle signals (main() run in a thread by a test or a notebook)
+        return
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         yield
