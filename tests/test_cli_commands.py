@@ -330,3 +330,9 @@ def test_a_warning_is_one_line(url):
     lines = result.stderr.splitlines()
     assert len(lines) >= 1 and all(line.startswith("meshlab: warning: window=20s cannot hold two scrapes")
                                    for line in lines), result.stderr
+
+
+@pytest.mark.parametrize("path", [(), ("stat",), ("sim", "push")], ids=lambda p: " ".join(p) or "meshlab")
+def test_dash_h_is_help(path):
+    short, long = run(*path, "-h"), run(*path, "--help")
+    assert short.returncode == long.returncode == 0 and short.stdout == long.stdout and "-h, --help" in long.stdout

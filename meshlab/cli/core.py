@@ -13,15 +13,17 @@ DEBUG: dict[str, bool] = {"on": False}
 
 
 def _long_names(command: click.Command) -> dict[str, click.Parameter]:
-    names: dict[str, click.Parameter] = {}
-    for param in command.get_params(click.Context(command)):
+    # Not get_params(): it would build and cache the help option before the context names -h.
+    names: dict[str, click.Parameter] = {"--help": click.Option(["--help"], is_flag=True)}
+    for param in command.params:
         for name in (*param.opts, *param.secondary_opts):
             if name.startswith("--"):
                 names[name] = param
     return names
 
 
-def expand_prefixes(command: click.Command, args: Sequence[str], *, stop_at_positional: bool) -> list[str]:
+def expand_prefixes(command: click.Command, args: Sequence[str], *, stop_at_positional: bool,
+                    ctx: click.Context | None = None) -> list[str]:
     """``--star`` -> ``--start``: unique prefixes of long options, as argparse allows; ambiguous ones refused.
 
     A value after an option that takes one is left alone (``--start -1h`` stays as it is).
@@ -45,7 +47,7 @@ def expand_prefixes(command: click.Command, args: Sequence[str], *, stop_at_posi
         if name.startswith("--") and name not in options:
             matches = sorted(o for o in options if o.startswith(name))
             if len(matches) > 1:
-                raise click.UsageError(f"ambiguous option: {name} could match {', '.join(matches)}")
+                raise click.UsageError(f"ambiguous option: {name} could match {', '.join(matches)}", ctx)
             if matches:
                 name = matches[0]
         out.append(name + eq + value)
@@ -69,7 +71,7 @@ class Command(click.Command):
         self.needs = tuple(needs)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        rest = super().parse_args(ctx, expand_prefixes(self, args, stop_at_positional=False))
+        rest = super().parse_args(ctx, expand_prefixes(self, args, stop_at_positional=False, ctx=ctx))
         missing = [self._shown(name) for name in self.needs if ctx.params.get(name) in (None, "")]
         if missing:
             raise click.UsageError(f"the following arguments are required: {', '.join(missing)}", ctx)
@@ -88,7 +90,7 @@ class Group(click.Group):
     command_class = Command
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        args = expand_prefixes(self, args, stop_at_positional=True)
+        args = expand_prefixes(self, args, stop_at_positional=True, ctx=ctx)
         if not [a for a in args if not a.startswith("-")] and not {"--help", "-h", "--version"} & set(args):
             raise click.UsageError("the following arguments are required: command", ctx)
         return super().parse_args(ctx, args)

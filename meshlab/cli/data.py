@@ -90,7 +90,8 @@ def _within_resolution(summary: Any) -> list[str]:
     return out
 
 
-@click.command(cls=Command, help="Summarise the bundled mesh-shootout dataset per mesh and write the summary as CSV.")
+@click.command(cls=Command, help="Summarise the bundled mesh-shootout dataset per mesh and write the summary as CSV.",
+               short_help="Summarise the bundled mesh-shootout dataset.")
 @click.option("--out", default="out/mesh-shootout-summary.csv", show_default=True, help="CSV file to write.")
 @output_option
 @debug_option
@@ -111,7 +112,7 @@ header, says so on stderr and exits 0.
 """
 
 
-@click.command(cls=Command, help=_QUERY_HELP, needs=("url", "promql"))
+@click.command(cls=Command, help=_QUERY_HELP, needs=("url", "promql"), short_help="Run PromQL; a tidy CSV.")
 @click.argument("url", required=False)
 @click.argument("promql", required=False)
 @click.option("--time", type=time_type("--time"), default=None,

@@ -157,7 +157,7 @@ Workloads with no inbound traffic and no TCP connections in the window are not l
 """
 
 
-@click.command(cls=Command, help=_STAT_HELP, needs=("url",))
+@click.command(cls=Command, help=_STAT_HELP, needs=("url",), short_help="Golden signals per workload now.")
 @_source_options
 def stat(url: str, mesh: str, namespace: str | None, kind: str | None, window: str, at: str, timeout: float,
          fmt: str) -> int:
@@ -200,7 +200,7 @@ SIDE says whose proxy saw the edge: the client's or the server's. -n filters the
 """
 
 
-@click.command(cls=Command, help=_EDGES_HELP, needs=("url",))
+@click.command(cls=Command, help=_EDGES_HELP, needs=("url",), short_help="Golden signals per edge now.")
 @_source_options
 @click.option("--side", type=click.Choice(["client", "server", "all"]), default="all", show_default=True,
               help="Whose proxies' view.")
@@ -250,7 +250,7 @@ Only workloads that received requests in the window are ranked.
 """
 
 
-@click.command(cls=Command, help=_TOP_HELP, needs=("url",))
+@click.command(cls=Command, help=_TOP_HELP, needs=("url",), short_help="The worst workloads now.")
 @_source_options
 @click.option("--limit", type=positive(int, "rows"), default=10, show_default=True, help="How many workloads.")
 def top(url: str, mesh: str, namespace: str | None, kind: str | None, window: str, at: str, timeout: float,

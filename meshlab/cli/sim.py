@@ -71,7 +71,8 @@ def _end_option(f: Callable[..., Any]) -> Callable[..., Any]:
                              "Prometheus takes samples at most an hour older than the newest it holds.")(f)
 
 
-@click.group(cls=Group, help="The traffic simulator: serve, backfill or push a scenario's metrics.")
+@click.group(cls=Group, help="The traffic simulator: serve, backfill or push a scenario's metrics.",
+             short_help="The traffic simulator.")
 def sim() -> None:
     pass
 
@@ -232,7 +233,7 @@ cached: the same scenario starts in about a second the next time.
 """
 
 
-@click.command(cls=Command, help=_SANDBOX_HELP)
+@click.command(cls=Command, help=_SANDBOX_HELP, short_help="Serve a simulated scenario from a local Prometheus.")
 @_run_options
 @click.option("--load", type=click.Choice(["remote-write", "promtool"]), default="remote-write", show_default=True,
               help="How the run gets into Prometheus.")
