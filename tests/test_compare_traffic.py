@@ -172,3 +172,148 @@ def test_traffic_compare_intervals_cover_the_true_difference_in_about_95_percent
         if name.endswith("/workload"):
             assert 0.85 <= value <= 1.0, (name, value)
     assert np.mean(iid_hits) < 0.88
+
+
+# -- exact values against independent computations --------------------------------------------
+
+@pytest.fixture(scope="module")
+def shootout() -> pd.DataFrame:
+    return ml.datasets.load("mesh-shootout").frames["traffic"]
+
+
+def test_traffic_compare_point_estimates_match_a_pandas_merge(shootout):
+    """value, baseline_value, delta and n per workload, and the overall figures (latency: mean
+    over workloads; success rate: pooled requests; rps: total), recomputed with a plain merge."""
+    result = ml.compare(shootout, baseline="linkerd", reps=100)
+    assert set(result["mesh"]) == {"istio", "consul"} and set(result["baseline"]) == {"linkerd"}
+    keys = ["namespace", "name", "timestamp"]
+    base = shootout[shootout["mesh"] == "linkerd"].astype({"namespace": str, "name": str})
+    for mesh in ("istio", "consul"):
+        other = shootout[shootout["mesh"] == mesh].astype({"namespace": str, "name": str})
+        merged = other.merge(base, on=keys, suffixes=("", "_b"))
+        for metric in ("latency_p50_ms", "latency_p99_ms", "success_rate", "rps"):
+            rows = result[(result["mesh"] == mesh) & (result["metric"] == metric)]
+            both = merged.dropna(subset=[metric, f"{metric}_b"])
+            for (namespace, name), part in both.groupby(["namespace", "name"]):
+                row = rows[(rows["namespace"] == namespace) & (rows["name"] == name)].iloc[0]
+                assert row["n"] == len(part)
+                assert row["value"] == pytest.approx(part[metric].mean(), rel=1e-12)
+                assert row["baseline_value"] == pytest.approx(part[f"{metric}_b"].mean(), rel=1e-12)
+                assert row["delta"] == pytest.approx((part[metric] - part[f"{metric}_b"]).mean(), rel=1e-9, abs=1e-12)
+                assert row["delta_low"] <= row["delta"] <= row["delta_high"]
+            per_step = both.groupby("timestamp")
+            if metric == "success_rate":
+                expected = (per_step["success_count"].sum() / per_step["requests"].sum()
+                            - per_step["success_count_b"].sum() / per_step["requests_b"].sum()).mean()
+            elif metric == "rps":
+                expected = (per_step["rps"].sum() - per_step["rps_b"].sum()).mean()
+            else:
+                expected = (per_step[metric].mean() - per_step[f"{metric}_b"].mean()).mean()
+            overall = rows[rows["scope"] == "overall"].iloc[0]
+            assert overall["delta"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+            assert pd.isna(overall["namespace"]) and pd.isna(overall["name"])
+    assert result["summary"].str.len().min() > 20
+    line = result[(result["mesh"] == "istio") & (result["scope"] == "overall")
+                  & (result["metric"] == "latency_p99_ms")]["summary"].iloc[0]
+    assert line.startswith("istio adds ") and "at p99 over linkerd overall, over 719 aligned steps" in line
+
+
+def test_traffic_compare_interval_is_arch_percentile_interval_of_the_mean():
+    """With one workload and a fixed block length, the interval equals arch's own
+    StationaryBootstrap(...).conf_int(np.mean, method="percentile") with the same seed."""
+    rng = np.random.default_rng(5)
+    n = 300
+    times = pd.date_range("2024-01-01", periods=n, freq="30s", tz="UTC")
+    noise = np.convolve(rng.normal(size=n + 1), [1, 1], "valid")
+    frames = []
+    for mesh, latency in (("istio", 20 + 3 * noise), ("none", np.full(n, 18.0))):
+        frames.append(pd.DataFrame({"timestamp": times, "mesh": mesh, "kind": "deployment", "namespace": "ns",
+                                    "name": "w", "success_count": 100.0, "failure_count": 0.0, "requests": 100.0,
+                                    "success_rate": 1.0, "rps": 100 / 30, "latency_p50_ms": latency,
+                                    "latency_p90_ms": latency, "latency_p99_ms": latency}))
+    frame = schema.concat(frames, "traffic")
+    result = compare_traffic(frame, baseline="none", metrics=["latency_p99_ms"], reps=500, block_length=7, seed=42)
+    row = result[result["scope"] == "workload"].iloc[0]
+    expected = StationaryBootstrap(7, 20 + 3 * noise - 18.0, seed=42).conf_int(np.mean, 500, method="percentile")
+    assert row["delta"] == pytest.approx(float(np.mean(2 + 3 * noise)), rel=1e-12)
+    assert row["delta_low"] == pytest.approx(expected[0, 0], rel=1e-9)
+    assert row["delta_high"] == pytest.approx(expected[1, 0], rel=1e-9)
+    assert row["block_length"] == 7
+    # the default length: twice arch's optimal_block_length of the difference, rounded up
+    auto = compare_traffic(frame, baseline="none", metrics=["latency_p99_ms"], reps=100)
+    optimal = float(optimal_block_length(20 + 3 * noise - 18.0)["stationary"].iloc[0])
+    assert auto["block_length"].iloc[0] == np.ceil(2 * optimal)
+
+
+def _two_meshes(resolution: bool) -> pd.DataFrame:
+    times = pd.date_range("2024-01-01", periods=40, freq="1min", tz="UTC")
+    rows = []
+    for mesh, shift in (("linkerd", 0.0), ("none", 0.0)):
+        for name, p99 in (("a", 10.0), ("b", 50.0)):
+            for i, t in enumerate(times):
+                row = {"timestamp": t, "mesh": mesh, "kind": "deployment", "namespace": "ns", "name": name,
+                       "success_count": 99.0, "failure_count": 1.0, "requests": 100.0, "success_rate": 0.99,
+                       "rps": 100 / 60, "latency_p50_ms": 5.0, "latency_p90_ms": 8.0,
+                       "latency_p99_ms": p99 + shift + (0.5 if mesh == "linkerd" else 0.0) + 0.1 * (i % 3)}
+                if resolution:  # the bucket holding p99: [10, 25) for a, [50, 100) for b
+                    row["latency_p99_low_ms"], row["latency_p99_high_ms"] = (10.0, 25.0) if name == "a" else (50, 100)
+                rows.append(row)
+    return pd.DataFrame(rows).astype({"mesh": "category", "kind": "category", "namespace": "category",
+                                      "name": "category"})
+
+
+@pytest.mark.parametrize("resolution", [True, False], ids=["with-resolution-columns", "without"])
+def test_traffic_compare_flags_differences_within_the_histogram_resolution(resolution):
+    result = compare_traffic(_two_meshes(resolution), baseline="none", metrics=["latency_p99_ms"], reps=100)
+    assert result["delta"].to_numpy() == pytest.approx([0.5, 0.5, 0.5])
+    if resolution:
+        assert result["resolution_ms"].tolist() == [15.0, 50.0, 32.5]  # a, b, overall (mean bucket width)
+        assert result["within_resolution"].all()
+        assert result["flags"].str.contains("within_resolution").all()
+        assert "within the histogram's resolution, 15 ms" in result["summary"].iloc[0]
+    else:
+        assert result["resolution_ms"].isna().all() and not result["within_resolution"].any()
+
+
+def test_traffic_compare_reports_unmatched_workloads_never_pairs_them():
+    frame = _two_meshes(False)
+    frame = frame[~((frame["mesh"] == "none") & (frame["name"] == "b"))]
+    result = compare_traffic(frame, baseline="none", metrics=["latency_p99_ms"], reps=100)
+    b = result[result["name"] == "b"].iloc[0]
+    assert b["flags"] == "unmatched" and np.isnan(b["delta"]) and b["n"] == 0
+    assert "none has no traffic for it; not compared" in b["summary"]
+    overall = result[result["scope"] == "overall"].iloc[0]
+    a = result[result["name"] == "a"].iloc[0]
+    assert overall["delta"] == pytest.approx(a["delta"])  # overall over the matched workloads only
+
+
+def test_traffic_compare_aligns_on_time_and_uses_only_shared_steps():
+    frame = _two_meshes(False)
+    late = frame["timestamp"] >= frame["timestamp"].min() + pd.Timedelta("30min")
+    frame = frame[~((frame["mesh"] == "linkerd") & late)]
+    result = compare_traffic(frame, baseline="none", metrics=["rps"], reps=100)
+    assert (result["n"] == 30).all()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda f: f.drop(columns=["requests"]), "needs columns ['requests']"),
+    (lambda f: f[f["mesh"] != "none"], "baseline: no traffic of mesh 'none'"),
+    (lambda f: pd.concat([f, f]), "several rows share a mesh, workload and timestamp"),
+])
+def test_traffic_compare_rejects_bad_frames_clearly(change, message):
+    with pytest.raises(InvalidArgument, match=message.replace("[", r"\[").replace("]", r"\]")):
+        compare_traffic(change(_two_meshes(False)), baseline="none")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"level": 1.5}, "level"), ({"reps": 5}, "reps"), ({"block_length": 0}, "block_length"),
+    ({"metrics": ["cpu"]}, "cpu"),
+])
+def test_traffic_compare_rejects_bad_arguments_clearly(kwargs, message):
+    with pytest.raises(InvalidArgument, match=message):
+        compare_traffic(_two_meshes(False), baseline="none", **kwargs)
+
+
+def test_adapter_frames_without_none_get_a_hint(shootout):
+    with pytest.raises(InvalidArgument, match="adapter frames have no 'none'"):
+        ml.compare(shootout)

@@ -13,10 +13,11 @@ blocks, which keeps their correlation for the overall figures. The block length 
 arch's ``optimal_block_length`` (Politis & White 2004, corrected by Patton, Politis & White
 2009) for the stationary bootstrap, computed on each mesh's and metric's overall
 difference series (the mean over workloads), taking the largest: one length for the whole
-comparison, conservative where series differ (see :func:`_block_length` for why twice). The interval is the bootstrap's percentile
-interval of the mean difference, as ``arch``'s ``conf_int(method="percentile")`` computes
-it; the replicate means are obtained at once as a product of the replicates' index counts
-with the data, which gives the same numbers without a Python loop per replicate.
+comparison, conservative where series differ (see :func:`_block_length` for why twice).
+The interval is the bootstrap's percentile interval of the mean difference, as
+``arch``'s ``conf_int(method="percentile")`` computes it; the replicate means come at
+once from a product of the replicates' index counts with the data, which gives the same
+numbers without a Python loop per replicate.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _check(frame: pd.DataFrame, baseline: str, metrics: Sequence[str]) -> list[s
     unknown = [m for m in metrics if m not in METRICS and not m.startswith("latency_p")]
     if unknown:
         raise InvalidArgument(f"metrics: {unknown} cannot be compared; use {list(METRICS)} or latency_pNN_ms columns")
-    meshes = sorted(set(frame["mesh"].dropna().astype(str)))
+    meshes = sorted({str(m) for m in frame["mesh"].dropna().unique()})
     if baseline not in meshes:
         hint = " (adapter frames have no 'none': compare to a mesh, or add the application's view)" \
             if baseline == "none" else ""
@@ -153,15 +154,23 @@ def compare_traffic(frame: pd.DataFrame, baseline: str = "none", metrics: Sequen
     value = np.concatenate(values, axis=1)
     base = np.concatenate(bases, axis=1)
     mask = ~(np.isnan(value) | np.isnan(base))
-    diff = np.where(mask, value - base, np.nan)
     n = mask.sum(axis=0)
-    with _quiet():
-        mean_value = np.nanmean(np.where(mask, value, np.nan), axis=0)
-        mean_base = np.nanmean(np.where(mask, base, np.nan), axis=0)
-        delta = np.nanmean(diff, axis=0)
+    value[~mask] = 0.0
+    base[~mask] = 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_value = value.sum(axis=0) / n
+        mean_base = base.sum(axis=0) / n
+    delta = mean_value - mean_base
+    # the differences, centred on their mean (0 where a side is missing): sums stay accurate
+    centred = value
+    centred -= base
+    centred -= np.where(np.isnan(delta), 0.0, delta)
+    centred *= mask
+    del base
     overall = [i for i, row in enumerate(meta) if row[1] == "overall"]
-    length = float(math.ceil(block_length)) if block_length is not None else _block_length(diff[:, overall])
-    low, high = _percentile_interval(diff, mask, delta, length, int(reps), level, seed)
+    length = float(math.ceil(block_length)) if block_length is not None else \
+        _block_length(np.where(mask[:, overall], centred[:, overall], np.nan))
+    low, high = _percentile_interval(centred, mask, delta, length, int(reps), level, seed)
     rows = [_row(*meta[i], baseline, float(mean_value[i]), float(mean_base[i]), float(delta[i]), float(low[i]),
                  float(high[i]), int(n[i]), length) for i in range(len(meta))]
     return _frame(rows + unmatched)
@@ -179,37 +188,39 @@ def _block_length(overall: np.ndarray) -> float:
     optimal length covered 90 % at the 95 % level and twice it 91-93 %.
     """
     from arch.bootstrap import optimal_block_length
+    from threadpoolctl import threadpool_limits
 
     lengths = [1.0]
-    for j in range(overall.shape[1]):
-        series = overall[:, j]
-        series = np.ascontiguousarray(series[~np.isnan(series)])
-        if len(series) < 10 or np.ptp(series) == 0:
-            continue  # too short to estimate, or constant (no uncertainty to resample)
-        found = float(optimal_block_length(series)["stationary"].iloc[0])
-        if math.isfinite(found):
-            lengths.append(2 * found)
+    # arch computes a few hundred small dot products per series: BLAS threads only slow them down
+    with threadpool_limits(limits=1, user_api="blas"):
+        for j in range(overall.shape[1]):
+            series = overall[:, j]
+            series = np.ascontiguousarray(series[~np.isnan(series)])
+            if len(series) < 10 or np.ptp(series) == 0:
+                continue  # too short to estimate, or constant (no uncertainty to resample)
+            found = float(optimal_block_length(series)["stationary"].iloc[0])
+            if math.isfinite(found):
+                lengths.append(2 * found)
     return float(math.ceil(max(lengths)))
 
 
-def _percentile_interval(diff: np.ndarray, mask: np.ndarray, delta: np.ndarray, length: float, reps: int,
+def _percentile_interval(centred: np.ndarray, mask: np.ndarray, delta: np.ndarray, length: float, reps: int,
                          level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Percentile intervals of the mean of every column, from one set of stationary-bootstrap resamples.
 
     A replicate's mean of a column is ``sum_t count_t x_t / sum_t count_t`` over the steps
     the column has, where ``count_t`` is how often the replicate drew step ``t``: one
-    matrix product for every column at once. Columns are centred first so that the sums
-    stay accurate.
+    matrix product for every column at once. ``centred`` holds each column's values minus
+    its mean (``delta``), 0 where the column has no value, so that the sums stay accurate.
     """
     from arch.bootstrap import StationaryBootstrap
 
-    steps = diff.shape[0]
+    steps = centred.shape[0]
     bootstrap = StationaryBootstrap(math.ceil(length), np.arange(steps), seed=seed)
     counts = np.empty((reps, steps))
     for r, (data, _) in enumerate(bootstrap.bootstrap(reps)):
         counts[r] = np.bincount(data[0], minlength=steps)
     centre = np.where(np.isnan(delta), 0.0, delta)
-    centred = np.where(mask, diff - centre, 0.0)
     sums = counts @ centred
     full = mask.all(axis=0)
     drawn = np.full(sums.shape, float(steps))
@@ -218,8 +229,12 @@ def _percentile_interval(diff: np.ndarray, mask: np.ndarray, delta: np.ndarray, 
     with np.errstate(invalid="ignore", divide="ignore"):
         means = centre + sums / drawn
     alpha = (1 - level) / 2
-    with _quiet():
-        low, high = np.nanpercentile(means, [100 * alpha, 100 * (1 - alpha)], axis=0)
+    q = [100 * alpha, 100 * (1 - alpha)]
+    low, high = np.percentile(means, q, axis=0)  # vectorised; nanpercentile loops over columns
+    gaps = np.isnan(means).any(axis=0)
+    if gaps.any():  # a replicate that drew none of a sparse column's steps
+        with _quiet():
+            low[gaps], high[gaps] = np.nanpercentile(means[:, gaps], q, axis=0)
     few = mask.sum(axis=0) < 3
     low[few] = high[few] = np.nan
     return low, high
@@ -238,15 +253,19 @@ class _Aligned:
 
     def __init__(self, frame: pd.DataFrame, meshes: list[str], metrics: list[str]):
         keys = ["cluster", "namespace", "name"] if "cluster" in frame.columns else ["namespace", "name"]
-        frame = frame[frame["mesh"].notna() & frame[keys].notna().all(axis=1)]
-        mesh_code = pd.Categorical(frame["mesh"].astype(str), categories=meshes).codes.astype(np.int64)
-        self.times, t = np.unique(frame["timestamp"].to_numpy(), return_inverse=True)
+        usable = (frame["mesh"].notna() & frame[keys].notna().all(axis=1)).to_numpy()
+        if not usable.all():
+            frame = frame[usable]
+        mesh_code = _codes(frame["mesh"], meshes)
+        stamps = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8  # int64: sorting Timestamps is slow
+        t, times = pd.factorize(stamps, sort=True)
+        self.times = times
         # one integer per workload key: mixed-radix over the key columns' category codes
-        parts = [pd.Categorical(frame[k].astype(str)) for k in keys]
+        parts = [frame[k].astype("category").cat for k in keys]
         combo = np.zeros(len(frame), dtype=np.int64)
         for part in parts:
-            combo = combo * len(part.categories) + part.codes.astype(np.int64)
-        uniq, w = np.unique(combo, return_inverse=True)
+            combo = combo * len(part.categories) + part.codes.to_numpy().astype(np.int64)
+        w, uniq = pd.factorize(combo, sort=True)
         self.labels: list[tuple[str, str]] = []
         for code in uniq.tolist():
             names = []
@@ -256,7 +275,7 @@ class _Aligned:
             names.reverse()
             self.labels.append(("/".join(names[:-1]), names[-1]))  # ("cluster/namespace" or namespace, name)
         shape = (len(meshes), len(self.times), len(uniq))
-        flat = np.ravel_multi_index((mesh_code, t.ravel(), w.ravel()), shape)
+        flat = np.ravel_multi_index((mesh_code, t, w), shape)
         counts = np.bincount(flat, minlength=int(np.prod(shape)))
         if counts.max(initial=0) > 1:
             raise InvalidArgument("frame: several rows share a mesh, workload and timestamp; compare one cluster "
@@ -270,7 +289,7 @@ class _Aligned:
         self.columns: dict[str, np.ndarray] = {}
         for column in wanted:
             array = np.full(int(np.prod(shape)), np.nan)
-            array[flat] = pd.to_numeric(frame[column]).to_numpy(dtype=np.float64, na_value=np.nan)
+            array[flat] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
             self.columns[column] = array.reshape(shape)
         self.metrics = metrics
 
@@ -317,6 +336,13 @@ class _Aligned:
                     width = np.concatenate([np.nanmean(wider, axis=0), [np.nanmean(wider)]])
             out.append((metric, keys, np.column_stack([x, ox]), np.column_stack([y, oy]), width))
         return out
+
+
+def _codes(column: pd.Series, names: list[str]) -> np.ndarray:
+    """Each row's position in ``names`` (by its text), through the categories, not row by row."""
+    category = column.astype("category").cat
+    lookup = np.array([names.index(str(c)) for c in category.categories], dtype=np.int64)
+    return lookup[category.codes.to_numpy()]
 
 
 def _number(value: float, metric: str) -> str:
