@@ -317,3 +317,22 @@ def test_traffic_compare_rejects_bad_arguments_clearly(kwargs, message):
 def test_adapter_frames_without_none_get_a_hint(shootout):
     with pytest.raises(InvalidArgument, match="adapter frames have no 'none'"):
         ml.compare(shootout)
+
+
+def test_readme_live_example_prints_what_the_readme_shows(monkeypatch):
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    section = (root / "README.md").read_text().split("## Comparing meshes and planning capacity", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)
+    shown = re.findall(r"```text\n(.*?)```", section, re.S)
+    assert len(code) == len(shown) == 2
+    monkeypatch.chdir(root)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        exec(compile(code[1], "README.md", "exec"), {})
+    assert buffer.getvalue() == shown[1]
