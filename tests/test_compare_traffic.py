@@ -287,6 +287,18 @@ def test_traffic_compare_reports_unmatched_workloads_never_pairs_them():
     assert overall["delta"] == pytest.approx(a["delta"])  # overall over the matched workloads only
 
 
+def test_traffic_compare_keeps_clusters_apart():
+    one, two = _two_meshes(False), _two_meshes(False)
+    two["latency_p99_ms"] += np.where(two["mesh"] == "linkerd", 2.0, 0.0)  # linkerd adds 2.5 ms in cluster b
+    frame = pd.concat([one.assign(cluster="a"), two.assign(cluster="b")], ignore_index=True)
+    result = compare_traffic(frame, baseline="none", metrics=["latency_p99_ms"], reps=100)
+    rows = result[result["scope"] == "workload"]
+    assert list(zip(rows["cluster"], rows["namespace"], rows["name"], strict=True)) == [
+        ("a", "ns", "a"), ("a", "ns", "b"), ("b", "ns", "a"), ("b", "ns", "b")]
+    assert rows["delta"].to_numpy() == pytest.approx([0.5, 0.5, 2.5, 2.5])
+    assert "cluster" not in compare_traffic(one, baseline="none", metrics=["rps"], reps=100).columns
+
+
 def test_traffic_compare_aligns_on_time_and_uses_only_shared_steps():
     frame = _two_meshes(False)
     late = frame["timestamp"] >= frame["timestamp"].min() + pd.Timedelta("30min")

@@ -98,7 +98,8 @@ def compare_traffic(frame: pd.DataFrame, baseline: str = "none", metrics: Sequen
     -------
     pandas.DataFrame
         Long form, one row per mesh, workload (``scope="workload"``) or the whole
-        frame (``scope="overall"``, ``namespace`` and ``name`` NaN) and metric:
+        frame (``scope="overall"``, ``namespace`` and ``name`` NaN) and metric (a
+        ``cluster`` column follows ``scope`` when the frame has one):
         ``mesh, baseline, scope, namespace, name, metric, value, baseline_value, delta,
         delta_low, delta_high, n, block_length, resolution_ms, within_resolution,
         flags, summary``. ``value`` and ``baseline_value`` are means over the ``n``
@@ -149,8 +150,9 @@ def compare_traffic(frame: pd.DataFrame, baseline: str = "none", metrics: Sequen
         for key, side in data.unmatched(m, b):
             for metric in metrics:
                 unmatched.append(_unmatched_row(mesh, baseline, key, metric, side))
+    clustered = "cluster" in frame.columns
     if not values:
-        return _frame(unmatched)
+        return _frame(unmatched, clustered)
     value = np.concatenate(values, axis=1)
     base = np.concatenate(bases, axis=1)
     mask = ~(np.isnan(value) | np.isnan(base))
@@ -173,7 +175,7 @@ def compare_traffic(frame: pd.DataFrame, baseline: str = "none", metrics: Sequen
     low, high = _percentile_interval(centred, mask, delta, length, int(reps), level, seed)
     rows = [_row(*meta[i], baseline, float(mean_value[i]), float(mean_base[i]), float(delta[i]), float(low[i]),
                  float(high[i]), int(n[i]), length) for i in range(len(meta))]
-    return _frame(rows + unmatched)
+    return _frame(rows + unmatched, clustered)
 
 
 def _block_length(overall: np.ndarray) -> float:
@@ -403,10 +405,15 @@ def _unmatched_row(mesh: str, baseline: str, key: tuple[str, str], metric: str, 
             "summary": f"{mesh} vs {baseline} for {key[0]}/{key[1]}: {lacking} has no traffic for it; not compared"}
 
 
-def _frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def _frame(rows: list[dict[str, Any]], clustered: bool = False) -> pd.DataFrame:
     result = pd.DataFrame(rows, columns=COLUMNS)
-    for name in ("mesh", "baseline", "scope", "namespace", "name", "metric"):
-        result[name] = result[name].astype("category")
+    if clustered:  # the key was "cluster/namespace" (a namespace has no "/"): give the cluster its column
+        split = result["namespace"].str.rsplit("/", n=1, expand=True).reindex(columns=[0, 1])
+        result.insert(3, "cluster", split[0])
+        result["namespace"] = split[1]
+    for name in ("mesh", "baseline", "scope", "cluster", "namespace", "name", "metric"):
+        if name in result.columns:
+            result[name] = result[name].astype("category")
     for name in ("value", "baseline_value", "delta", "delta_low", "delta_high", "n", "block_length", "resolution_ms"):
         result[name] = result[name].astype("float64")
     result["within_resolution"] = result["within_resolution"].astype(bool)
