@@ -22,6 +22,7 @@ import json
 import socket
 import struct
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -124,6 +125,8 @@ class Cluster:
     #: refuse requests without the kubeconfig's token (client-go sends tokens only over TLS, so the
     #: kubectl check turns this off; the stand-in is plain HTTP)
     require_token: bool = True
+    #: seconds the port-forward endpoint stays silent before answering the upgrade (a stuck apiserver)
+    portforward_delay: float = 0.0
 
     def add(self, resource: str, *objs: dict[str, Any]) -> None:
         self.objects[resource].extend(objs)
@@ -246,6 +249,8 @@ class _Handler(BaseHTTPRequestHandler):
                 or parts[6] != "portforward":
             return self._send(404, status(404, "NotFound", "the server could not find the requested resource"))
         ns, name = parts[3], parts[5]
+        if cluster.portforward_delay:
+            time.sleep(cluster.portforward_delay)
         if ("create", "pods/portforward") in cluster.forbidden:
             return self._send(403, status(403, "Forbidden", (
                 f'pods "{name}" is forbidden: User "system:serviceaccount:default:reader" cannot create resource '

@@ -274,6 +274,18 @@ def test_a_pod_port_where_nothing_listens_is_a_port_forward_error(kube):
     assert "port-forward pod/prometheus-7c9d5-x2k4q 9090" in message
 
 
+def test_a_silent_port_forward_ends_within_the_timeout(kube):
+    c = meshed_cluster()
+    c.portforward_delay = 60  # the websocket handshake has no timeout of its own
+    kube(c)
+    ml.k8s.find_prometheus()  # loads the kubernetes client's modules, slow on a busy machine, before timing
+    started = time.monotonic()
+    with pytest.raises(PortForwardError, match=r"did not open a port-forward to pod linkerd-viz/prometheus-7c9d5-x2k4q "
+                                               r"port 9090 within 1 s"):
+        ml.connect(mesh="linkerd", timeout="1s")
+    assert time.monotonic() - started < 15
+
+
 def test_a_missing_pod_or_no_ready_pod_is_a_port_forward_error(kube):
     c = meshed_cluster()
     c.objects["pods"][0]["status"]["conditions"][0]["status"] = "False"

@@ -31,8 +31,10 @@ class PortForward:
     context manager, or call :meth:`close`.
     """
 
-    def __init__(self, cluster: _client.Cluster, namespace: str, pod: str, port: int, *, local_port: int = 0):
+    def __init__(self, cluster: _client.Cluster, namespace: str, pod: str, port: int, *, local_port: int = 0,
+                 timeout: float = 30.0):
         self.cluster, self.namespace, self.pod, self.port = cluster, namespace, pod, int(port)
+        self.timeout = timeout  #: seconds to wait for the apiserver to open a stream
         self.errors: list[str] = []  #: what the apiserver or kubelet said on the error channel
         self._closed = threading.Event()
         self._lock = threading.Lock()
@@ -79,11 +81,31 @@ class PortForward:
         from kubernetes.stream import portforward
 
         core = client.CoreV1Api(self.cluster.api)
-        try:
-            return portforward(core.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
-                               ports=str(self.port))
-        except ApiException as exc:
-            raise self._refused(str(exc.reason)) from None
+        done: dict[str, Any] = {}
+
+        def open_() -> None:
+            try:
+                done["stream"] = portforward(core.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
+                                             ports=str(self.port))
+            except BaseException as exc:
+                done["error"] = exc
+
+        # The client's websocket handshake has no timeout of its own; a silent apiserver must not hang us.
+        opener = threading.Thread(target=open_, name=f"meshlab port-forward open {self.namespace}/{self.pod}",
+                                  daemon=True)
+        opener.start()
+        opener.join(self.timeout)
+        if opener.is_alive():
+            raise PortForwardError(
+                f"the apiserver of context {self.cluster.context!r} did not open a port-forward to pod "
+                f"{self.namespace}/{self.pod} port {self.port} within {self.timeout:g} s; check it with `kubectl "
+                f"--context {self.cluster.context} -n {self.namespace} port-forward pod/{self.pod} {self.port}`")
+        error = done.get("error")
+        if isinstance(error, ApiException):
+            raise self._refused(str(error.reason)) from None
+        if error is not None:
+            raise error
+        return done["stream"]
 
     def _refused(self, reason: str) -> Exception:
         # websocket-client reports a refused upgrade as "Handshake status 403 Forbidden -+-+- {headers} -+-+- body"

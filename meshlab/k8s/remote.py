@@ -51,7 +51,7 @@ class ForwardedPrometheus(Prometheus):
 
 
 def connect(context: str | None = None, mesh: str | None = "auto", prometheus: str | None = None, *,
-            local_port: int = 0, **client_options: Any) -> ForwardedPrometheus:
+            local_port: int = 0, timeout: float | str = 30.0, **client_options: Any) -> ForwardedPrometheus:
     """A Prometheus client for the cluster of ``context``, through a port-forward to its Prometheus.
 
     ``with ml.connect() as prom: ml.mesh(prom.meshes[0], prom).traffic(...)``
@@ -70,8 +70,11 @@ def connect(context: str | None = None, mesh: str | None = "auto", prometheus: s
         :func:`find_prometheus`.
     local_port : int
         The local port to listen on (127.0.0.1 only); 0 picks a free one.
+    timeout : float or duration
+        The Prometheus client's timeout, and the longest wait for the apiserver to open a
+        port-forward stream.
     **client_options
-        Passed to :class:`~meshlab.Prometheus` (``timeout``, ``retries``, ...).
+        Passed to :class:`~meshlab.Prometheus` (``retries``, ``deadline``, ...).
 
     Returns
     -------
@@ -87,6 +90,9 @@ def connect(context: str | None = None, mesh: str | None = "auto", prometheus: s
     """
     if not isinstance(local_port, int) or isinstance(local_port, bool) or not 0 <= local_port < 65536:
         raise InvalidArgument(f"local_port must be a port number (0 for any free one), got {local_port!r}")
+    from meshlab.prometheus.client import _seconds
+
+    wait = _seconds(timeout, "timeout")
     if mesh is not None and mesh != "auto":
         _mesh_names(mesh)
     target = _parse_target(prometheus) if prometheus is not None else None
@@ -104,8 +110,8 @@ def connect(context: str | None = None, mesh: str | None = "auto", prometheus: s
             meshes = [mesh] if mesh else []
         service = _service(cluster, target) if target else _find(cluster, meshes)[0]
         pod, port = _pod_and_port(cluster, service)
-        tunnel = PortForward(cluster, service.namespace, pod, port, local_port=local_port)
-        prom = ForwardedPrometheus(f"http://127.0.0.1:{tunnel.local_port}", **client_options)
+        tunnel = PortForward(cluster, service.namespace, pod, port, local_port=local_port, timeout=wait)
+        prom = ForwardedPrometheus(f"http://127.0.0.1:{tunnel.local_port}", timeout=wait, **client_options)
         prom.tunnel, prom.service, prom.meshes, prom.context = tunnel, service, meshes, cluster.context
         try:
             prom.get("status/buildinfo")
