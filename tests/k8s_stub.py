@@ -125,6 +125,8 @@ class Cluster:
     #: refuse requests without the kubeconfig's token (client-go sends tokens only over TLS, so the
     #: kubectl check turns this off; the stand-in is plain HTTP)
     require_token: bool = True
+    #: most items per list page when the client sends limit= (apiservers may return fewer than asked)
+    page_size: int = 500
     #: seconds the port-forward endpoint stays silent before answering the upgrade (a stuck apiserver)
     portforward_delay: float = 0.0
 
@@ -207,8 +209,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._send(404, status(404, "NotFound", f'{resource} "{name}" not found',
                                               {"name": name, "group": group, "kind": resource}))
             return self._send(200, found[0])
-        return self._send(200, {"apiVersion": api_version, "kind": kind + "List",
-                                "metadata": {"resourceVersion": "1000"}, "items": items})
+        list_meta: dict[str, Any] = {"resourceVersion": "1000"}
+        if "limit" in query:  # pages, with an opaque continue token as the real one
+            offset = int(base64.urlsafe_b64decode(query["continue"]).decode()) if query.get("continue") else 0
+            size = min(int(query["limit"]), cluster.page_size)
+            if offset + size < len(items):
+                list_meta["continue"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
+                list_meta["remainingItemCount"] = len(items) - offset - size
+            items = items[offset:offset + size]
+        return self._send(200, {"apiVersion": api_version, "kind": kind + "List", "metadata": list_meta,
+                                "items": items})
 
     def _group_list(self) -> dict[str, Any]:
         groups = self._served()

@@ -138,6 +138,18 @@ def test_detect_meshes_sees_cilium_by_its_daemonset_and_a_plain_cluster_as_no_me
     assert ml.k8s.detect_meshes() == {"hubble": ["DaemonSet kube-system/cilium", "API group cilium.io"]}
 
 
+def test_long_lists_are_read_page_by_page(kube):
+    c = meshed_cluster()
+    c.page_size = 2  # the apiserver returns 2 items a page, with a continue token
+    kube(c)
+    assert list(ml.k8s.detect_meshes()) == ["linkerd", "istio"]
+    assert [str(s) for s in ml.k8s.find_prometheus(mesh="istio")] == ["monitoring/kps-prometheus:9090",
+                                                                      "linkerd-viz/prometheus:9090"]
+    pages = [path for _, path, _ in c.requests if path.startswith("/api/v1/services?")]
+    assert len(pages) == 4  # 7 services, 2 a page
+    assert sum("continue=" in p for p in pages) == 3
+
+
 def test_every_mesh_known_in_a_cluster_is_a_registered_mesh():
     assert set(ml.k8s.MESH_SIGNS) <= set(ml.meshes.available())
 
