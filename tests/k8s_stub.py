@@ -125,6 +125,8 @@ class Cluster:
     #: refuse requests without the kubeconfig's token (client-go sends tokens only over TLS, so the
     #: kubectl check turns this off; the stand-in is plain HTTP)
     require_token: bool = True
+    #: API group -> URL of the server behind it, proxied as the aggregation layer does (an APIService)
+    aggregated: dict[str, str] = field(default_factory=dict)
     #: most items per list page when the client sends limit= (apiservers may return fewer than asked)
     page_size: int = 500
     #: seconds the port-forward endpoint stays silent before answering the upgrade (a stuck apiserver)
@@ -169,6 +171,15 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in url.path.split("/") if p]
         if self.headers.get("Upgrade", "").lower() == "websocket":
             return self._portforward(parts, query)
+        if len(parts) >= 2 and parts[0] == "apis" and parts[1] in cluster.aggregated:
+            with urlopen_quiet(cluster.aggregated[parts[1]] + self.path) as (code, body):
+                data = body
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return None
         if url.path in cluster.raw:
             return self._send(200, cluster.raw[url.path])
         if url.path.startswith("/apis/metrics.smi-spec.io/"):
@@ -330,6 +341,19 @@ class _Handler(BaseHTTPRequestHandler):
                 upstream.shutdown(socket.SHUT_RDWR)
             upstream.close()
             back.join(5)
+
+
+@contextmanager
+def urlopen_quiet(url: str) -> Iterator[tuple[int, bytes]]:
+    """GET ``url``: (status, body), an HTTP error status included."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            yield response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        yield exc.code, exc.read()
 
 
 def _frame(opcode: int, payload: bytes) -> bytes:

@@ -473,3 +473,63 @@ def test_kubectl_reads_the_stand_in_apiserver_as_a_cluster(kube):
     assert {"pods", "services", "namespaces", "deployments.apps", "daemonsets.apps", "serviceprofiles.linkerd.io",
             "virtualservices.networking.istio.io", "meshes.kuma.io"} <= kinds
     assert json.loads(kubectl("get", "--raw", path)) == c.raw[path]
+
+
+# -- serving the SMI metrics API ----------------------------------------------------------------
+
+SIM_AT = pd.Timestamp("2024-05-01T00:12:00Z")  # tests/scenarios/incidents.yaml, during api's error burst
+SMI_COLUMNS = ["requests", "success_rate", "rps", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms"]
+
+
+@pytest.mark.prometheus
+def test_served_smi_api_reads_back_as_the_adapter_s_frame_through_the_apiserver(kube, sim_run):
+    import requests
+
+    _, prom, _ = sim_run
+    with ml.k8s.serve_smi(prom, "linkerd", at=SIM_AT, window="30s") as smi:
+        c = kube(Cluster())
+        c.aggregated["metrics.smi-spec.io"] = smi.url  # as its APIService would route it
+        got = ml.k8s.read_smi("deployments", namespace="back", mesh="linkerd")
+        direct = ml.Linkerd(prom).traffic("deployment", namespace="back", at=SIM_AT, window="30s")
+        assert len(direct) >= 2 and direct["requests"].sum() > 0
+        got, direct = got.set_index("name").sort_index(), direct.set_index("name").sort_index()
+        assert list(got.index) == list(direct.index)
+        for column in SMI_COLUMNS:  # quantities carry nano-units
+            assert got[column].to_numpy() == pytest.approx(direct[column].to_numpy(), abs=1e-6, nan_ok=True), column
+        assert (got["timestamp"] == SIM_AT).all()
+
+        edges = ml.k8s.read_smi("deployments", "web", namespace="front", edges=True, mesh="linkerd")
+        direct_edges = ml.Linkerd(prom).edges("deployment", namespace="front", name="web", at=SIM_AT, window="30s")
+        assert len(edges) == len(direct_edges) > 0
+        assert sorted(edges["requests"]) == pytest.approx(sorted(direct_edges["requests"]), abs=1e-6)
+
+        # one resource is one TrafficMetrics; what is not there is a Status, as from an apiserver
+        base = f"{smi.url}/apis/metrics.smi-spec.io/v1alpha1"
+        one = requests.get(f"{base}/namespaces/back/deployments/api", timeout=30).json()
+        assert one["kind"] == "TrafficMetrics" and one["resource"] == {"kind": "Deployment", "namespace": "back",
+                                                                        "name": "api"}
+        missing = requests.get(f"{base}/namespaces/back/deployments/nope", timeout=30)
+        assert missing.status_code == 404 and missing.json()["reason"] == "NotFound"
+        unserved = requests.get(f"{base}/namespaces/back/replicasets", timeout=30)
+        assert unserved.status_code == 404 and "served:" in unserved.json()["message"]
+        listing = requests.get(base, timeout=30).json()
+        assert listing["kind"] == "APIResourceList" and "deployments" in [r["name"] for r in listing["resources"]]
+
+        if shutil.which("kubectl"):  # kubectl reads it through the stand-in apiserver
+            c.require_token = False
+            done = subprocess.run(["kubectl", "--request-timeout=30s", "get", "--raw",
+                                   "/apis/metrics.smi-spec.io/v1alpha1/namespaces/back/deployments"],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout) == requests.get(f"{base}/namespaces/back/deployments", timeout=30).json()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(base, timeout=5)
+
+
+def test_serve_smi_refuses_bad_arguments_naming_them():
+    with pytest.raises(InvalidArgument, match="version"):
+        ml.k8s.serve_smi("http://127.0.0.1:9", "linkerd", version="v2")
+    with pytest.raises(InvalidArgument, match="port"):
+        ml.k8s.serve_smi("http://127.0.0.1:9", "linkerd", port=-5)
+    with pytest.raises(InvalidArgument, match="unknown mesh"):
+        ml.k8s.serve_smi("http://127.0.0.1:9", "envoy")

@@ -1,7 +1,7 @@
 """meshlab in a Kubernetes cluster: which meshes run, where Prometheus is, a port-forward to it.
 
 ``ml.k8s.detect_meshes()``, ``ml.k8s.find_prometheus()``, ``ml.connect()`` (also
-``ml.k8s.connect``) and ``ml.k8s.read_smi()`` (the SMI Traffic Metrics API). The
+``ml.k8s.connect``) and ``ml.k8s.read_smi()`` (the SMI Traffic Metrics API; ``ml.k8s.serve_smi()`` serves it). The
 ``kubernetes`` client is imported only when one of them runs.
 """
 
@@ -19,6 +19,7 @@ from .errors import (
 from .portforward import PortForward
 from .remote import ForwardedPrometheus, connect
 from .smi_api import read_smi
+from .smi_server import SMIServer, serve_smi
 
 __all__ = [
     "MESH_SIGNS",
@@ -32,8 +33,10 @@ __all__ = [
     "PortForwardError",
     "PrometheusNotFound",
     "PrometheusService",
+    "SMIServer",
     "connect",
     "detect_meshes",
     "find_prometheus",
     "read_smi",
+    "serve_smi",
 ]
