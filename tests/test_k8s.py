@@ -194,6 +194,25 @@ def test_no_kubeconfig_says_where_it_looked_and_what_to_do(tmp_path, monkeypatch
             call()
 
 
+def test_in_a_pod_without_a_service_account_the_error_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "9")
+    with pytest.raises(KubeconfigError, match="no kubeconfig, and the in-cluster service account is unusable"):
+        ml.k8s.detect_meshes()
+
+
+def test_credentials_in_the_server_url_never_show(kube, tmp_path, monkeypatch):
+    kube(Cluster())
+    path = Path(os.environ["KUBECONFIG"])
+    config = json.loads(path.read_text())
+    config["clusters"][1]["cluster"]["server"] = "http://admin:s3cr3t-pw@127.0.0.1:9"
+    path.write_text(json.dumps(config))
+    with pytest.raises(KubernetesUnavailable) as info:
+        ml.k8s.detect_meshes(context="nowhere")
+    assert "s3cr3t-pw" not in str(info.value) and "127.0.0.1:9" in str(info.value)
+
+
 def test_an_unknown_context_lists_the_contexts(kube):
     kube(Cluster())
     with pytest.raises(InvalidArgument, match=r"context 'prod' is not in the kubeconfig .*\['stand-in', 'nowhere'\]"):
@@ -318,7 +337,8 @@ def test_a_refused_upgrade_is_reported_with_the_apiserver_s_reason(kube):
 
 
 @pytest.mark.prometheus
-def test_connect_queries_the_cluster_s_prometheus_through_the_port_forward(kube, prometheus_server):
+def test_connect_queries_the_cluster_s_prometheus_through_the_port_forward(kube, prometheus_server, caplog):
+    caplog.set_level("DEBUG")
     c = kube(meshed_cluster(prom_port=int(prometheus_server.url.rsplit(":", 1)[1])))
     with ml.connect() as prom:
         assert isinstance(prom, ml.Prometheus)
@@ -341,6 +361,7 @@ def test_connect_queries_the_cluster_s_prometheus_through_the_port_forward(kube,
     assert prom.tunnel.closed
     with pytest.raises(ConnectionRefusedError):  # the tunnel's port is closed with the client
         socket.create_connection(("127.0.0.1", local), timeout=2).close()
+    assert TOKEN not in caplog.text
 
 
 @pytest.mark.prometheus

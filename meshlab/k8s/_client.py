@@ -46,6 +46,8 @@ def load(context: str | None = None) -> Cluster:
     from kubernetes import client, config
     from kubernetes.config.config_exception import ConfigException
 
+    from meshlab.prometheus.client import redact_url  # the server URL appears in errors
+
     if context is not None and (not isinstance(context, str) or not context.strip()):
         raise InvalidArgument(f"context must be a kubeconfig context name or None (the current context), "
                               f"got {context!r}")
@@ -63,7 +65,7 @@ def load(context: str | None = None) -> Cluster:
                     namespace = f.read().strip() or "default"
             except OSError:
                 namespace = "default"
-            return Cluster(client.ApiClient(cfg), "in-cluster", namespace, str(cfg.host))
+            return Cluster(client.ApiClient(cfg), "in-cluster", namespace, redact_url(str(cfg.host)))
         where = " or ".join(paths)
         raise KubeconfigError(
             f"no kubeconfig found (looked at {where}); set KUBECONFIG to your kubeconfig file or put it at "
@@ -95,7 +97,7 @@ def load(context: str | None = None) -> Cluster:
         raise KubeconfigError(f"context {name!r} of the kubeconfig {config_file} is unusable: {exc}; "
                               f"check it with `kubectl --context {name} cluster-info`") from None
     namespace = (chosen.get("context") or {}).get("namespace") or "default"
-    return Cluster(client.ApiClient(cfg), name, namespace, str(cfg.host))
+    return Cluster(client.ApiClient(cfg), name, namespace, redact_url(str(cfg.host)))
 
 
 def server_message(body: Any) -> str:
