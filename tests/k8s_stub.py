@@ -171,6 +171,13 @@ class _Handler(BaseHTTPRequestHandler):
         parts = [p for p in url.path.split("/") if p]
         if self.headers.get("Upgrade", "").lower() == "websocket":
             return self._portforward(parts, query)
+        if len(parts) >= 6 and parts[:2] == ["apis", "metrics.smi-spec.io"] and parts[3] == "namespaces":
+            verb = "get" if len(parts) >= 7 else "list"  # RBAC is checked before the aggregated server is asked
+            if (verb, parts[5]) in cluster.forbidden:
+                return self._send(403, status(403, "Forbidden", (
+                    f'{parts[5]}.metrics.smi-spec.io is forbidden: User "system:serviceaccount:default:reader" cannot '
+                    f'{verb} resource "{parts[5]}" in API group "metrics.smi-spec.io" in the namespace "{parts[4]}"'),
+                    {"group": "metrics.smi-spec.io", "kind": parts[5]}))
         if len(parts) >= 2 and parts[0] == "apis" and parts[1] in cluster.aggregated:
             with urlopen_quiet(cluster.aggregated[parts[1]] + self.path) as (code, body):
                 data = body

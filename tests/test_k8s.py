@@ -249,6 +249,9 @@ FORBIDDEN_CASES = [
     (lambda: ml.connect(mesh=None), ("list", "pods"), ("list", "pods", "", "monitoring")),
     (lambda: ml.connect(mesh="linkerd"), ("create", "pods/portforward"),
      ("create", "pods/portforward", "", "linkerd-viz")),
+    (lambda: ml.k8s.read_smi(), ("list", "deployments"), ("list", "deployments", "metrics.smi-spec.io", "shop")),
+    (lambda: ml.k8s.read_smi("pods", "web-1", "front"), ("get", "pods"),
+     ("get", "pods", "metrics.smi-spec.io", "front")),
 ]
 
 
