@@ -54,6 +54,8 @@ _LAZY = {
     "write_smp": "meshlab.analysis.benchmarks",
     "capacity": "meshlab.analysis.capacity",
     "compare": "meshlab.analysis.compare",
+    "k8s": "meshlab.k8s",
+    "connect": "meshlab.k8s",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -61,6 +63,7 @@ __all__ = sorted([*_LAZY, "__version__"])
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from . import datasets as datasets
     from . import errors as errors
+    from . import k8s as k8s
     from . import meshes as meshes
     from . import schema as schema
     from . import sim as sim
@@ -81,6 +84,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .errors import SchemaError as SchemaError
     from .errors import SourcesFailed as SourcesFailed
     from .errors import SourcesFailedWarning as SourcesFailedWarning
+    from .k8s import connect as connect
     from .meshes import Consul as Consul
     from .meshes import Hubble as Hubble
     from .meshes import Istio as Istio
