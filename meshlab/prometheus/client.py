@@ -284,11 +284,15 @@ class Prometheus:
         max_points : int
             The most points per series one request may ask for. Longer ranges are split
             into chunks aligned on ``start + k * step``, fetched concurrently and merged, so
-            the result is exactly what one unlimited query would return.
+            the result is exactly what one unlimited query would return. A chunk the server
+            refuses for its size (too many samples, points or memory) is split in halves and
+            retried, and later chunks start at the size that passed; a
+            :class:`~meshlab.errors.PrometheusWarning` says what was split.
         max_requests : int
             The most requests (chunks) the query may need; a query needing more is refused
             before anything is sent (one second steps over a year would need 2,867). Chunks are
-            sent ``max_workers`` at a time and the first failure stops the rest.
+            sent ``max_workers`` at a time and the first failure stops the rest. Requests added
+            by splitting count too: past the limit, the server's refusal is a ``QueryError``.
         progress : bool, optional
             Show a progress bar over chunks: None shows one only if fetching takes over two
             seconds; True always; False never.
