@@ -11,6 +11,7 @@ import pytest
 import meshlab as ml
 from meshlab.errors import InvalidArgument
 from meshlab.sim import load_scenario
+from meshlab.sim import sandbox as sandbox_module
 from meshlab.sim.truth import traffic_truth
 
 from .conftest import require_binary
@@ -87,3 +88,19 @@ def test_live_needs_a_run_that_ends_now(cache):
         ml.sandbox(INCIDENTS, hours=0.1, live=True, end="2024-05-01T00:30:00Z").__enter__()
     with pytest.raises(InvalidArgument, match="live_hours"):
         ml.sandbox(INCIDENTS, hours=0.1, live=True, live_hours=0).__enter__()
+
+
+def test_a_live_sandbox_started_from_the_cache_goes_live_too(cache, monkeypatch):
+    require_binary("prometheus")
+    with ml.sandbox(fast_scenario(), meshes=("linkerd",), hours=0.05):
+        pass  # builds the cache entry
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cached blocks should have been reused")
+
+    monkeypatch.setattr(sandbox_module, "push_backfill", never)
+    with ml.sandbox(fast_scenario(), meshes=("linkerd",), hours=0.05, live=True, live_hours=0.05) as prom:
+        end_ms = int(prom.sandbox.traffic.times_ms[-1])
+        wait_for_live_scrapes(prom, end_ms, 2)
+        now = ml.Linkerd(prom, scrape_interval="2s").traffic("deployment", at="now", window="10s")
+        assert (now["timestamp"] > pd.Timestamp(end_ms, unit="ms", tz="UTC")).all() and len(now) > 0
