@@ -866,7 +866,7 @@ def workload_of_pod(pod: str) -> str:
 
 def earliest_sample(prom: Prometheus | str, series: str, *, resolution_s: float = 1.0) -> pd.Timestamp | None:
     """The time of the earliest sample of ``series`` (to the millisecond), or None: see
-    :func:`meshlab.meshes.detection.earliest_sample`, four cheap requests where bisection took about 40."""
+    :func:`meshlab.meshes.detection.earliest_sample`, five cheap requests where bisection took about 40."""
     from .detection import earliest_sample as cheap
 
     return cheap(prom, series, resolution_s=resolution_s)
