@@ -132,3 +132,36 @@ def test_other_query_errors_are_not_split():
         assert len(fake.requests) == 1
     finally:
         fake.close()
+
+
+VM_POINTS = 100_000  # one series over 17 days at 15 s: many of VictoriaMetrics' blocks (8,192 samples at most)
+
+
+@pytest.fixture(scope="module")
+def long_victoria_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalVictoriaMetrics, ...]]:
+    """The same long series in an unlimited VictoriaMetrics and one with -search.maxSamplesPerQuery=20000."""
+    require_binary("victoria-metrics", "victoria-metrics-prod")
+    from meshlab.openmetrics import Series, write_openmetrics
+
+    times = testdata.T0_MS + np.arange(VM_POINTS, dtype=np.int64) * testdata.STEP_MS
+    path = write_openmetrics(tmp_path_factory.mktemp("vm") / "long.om",
+                             [Series("vm_long", {"k": "a"}, times, np.arange(VM_POINTS) * 1.0)])
+    with LocalVictoriaMetrics(openmetrics=path) as unlimited, \
+            LocalVictoriaMetrics(openmetrics=path, extra_args=["-search.maxSamplesPerQuery=20000"]) as limited:
+        yield unlimited, limited
+
+
+@pytest.mark.parametrize("query", ["vm_long", "max_over_time(vm_long[5m])", "sum(vm_long)"])
+def test_query_range_splits_what_victoriametrics_max_samples_per_query_refuses(long_victoria_pair, query):
+    unlimited, limited = long_victoria_pair
+    end = T0 + (VM_POINTS - 1) * testdata.STEP_MS / 1000
+    answer = requests.get(f"{limited.url}/api/v1/query_range", timeout=30, params={
+        "query": query, "start": T0, "end": T0 + 10_999 * 60, "step": 60, "nocache": "1"})
+    assert answer.status_code == 422 and "maxSamplesPerQuery" in answer.json()["error"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        frame = limited.client.query_range(query, T0, end, "60s", progress=False)
+    pd.testing.assert_frame_equal(frame, unlimited.client.query_range(query, T0, end, "60s"))
+    assert len(frame) == (VM_POINTS - 1) * testdata.STEP_MS // 60_000 + 1
+    notes = [str(w.message) for w in caught if issubclass(w.category, PrometheusWarning)]
+    assert len(notes) == 1 and "maxSamplesPerQuery" in notes[0]

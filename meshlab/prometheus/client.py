@@ -630,7 +630,11 @@ class _Splitter:
 
     def summary(self) -> str:
         """The warning telling what was split and why."""
-        reason = self.reason if len(self.reason) <= 240 else self.reason[:240] + "..."
+        reason = self.reason
+        found = _TOO_LARGE.search(reason)
+        if len(reason) > 240 and found:  # the limit's own words, not the query VictoriaMetrics repeats first
+            lo, hi = max(0, found.start() - 60), min(len(reason), found.end() + 60)
+            reason = ("..." if lo else "") + reason[lo:hi] + ("..." if hi < len(reason) else "")
         return (f"the server refused {self.refused} request(s) of this query_range as too large ({reason}); "
                 f"meshlab split the range into requests of at most {self.limit:,} points per series "
                 f"({self.sent} requests in all, the refused ones included) and merged them into the result "
