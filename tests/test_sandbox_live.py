@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -104,3 +105,23 @@ def test_a_live_sandbox_started_from_the_cache_goes_live_too(cache, monkeypatch)
         wait_for_live_scrapes(prom, end_ms, 2)
         now = ml.Linkerd(prom, scrape_interval="2s").traffic("deployment", at="now", window="10s")
         assert (now["timestamp"] > pd.Timestamp(end_ms, unit="ms", tz="UTC")).all() and len(now) > 0
+
+
+def test_a_live_sandbox_that_fails_to_load_stops_its_exporter(cache, monkeypatch):
+    require_binary("prometheus")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the load failed")
+
+    monkeypatch.setattr(sandbox_module, "push_backfill", broken)
+    box = sandbox_module.Sandbox(fast_scenario(), ("linkerd",), 0.05, live=True, live_hours=0.05)
+    done = threading.Event()
+
+    def start() -> None:
+        with pytest.raises(RuntimeError, match="the load failed"):
+            box.start()
+        done.set()
+
+    threading.Thread(target=start, daemon=True).start()
+    assert done.wait(60), "start() hung after the load failed"
+    assert box.exporter is None and box.server is None

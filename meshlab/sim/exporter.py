@@ -113,8 +113,10 @@ class SimExporter:
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
+        """Stop serving (an exporter never started just closes its socket)."""
+        if self._thread is not None:  # shutdown() waits for serve_forever, forever if it never ran
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
 
     def __enter__(self) -> SimExporter:

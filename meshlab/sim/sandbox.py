@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -303,23 +304,30 @@ class Sandbox:
 
         A live sandbox then has Prometheus scrape the simulator's exporter in real time.
         """
-        self._load()
+        warm: threading.Thread | None = None
         if self.live_traffic is not None:
-            try:
+            from .exporter import SimExporter
+
+            traffic = self.live_traffic
+            self.exporter = SimExporter(traffic, self.meshes, origin_ms=int(traffic.times_ms[0]))
+            # Rendering the run up to now (counter state carries from chunk to chunk) takes seconds
+            # for hours of history: done while the history loads, not during the first scrape.
+            warm = threading.Thread(target=self.exporter.render, daemon=True)
+            warm.start()
+        try:
+            self._load()
+            if warm is not None:
+                warm.join()
                 self._go_live()
-            except BaseException:
-                self.stop()
-                raise
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def _go_live(self) -> None:
         """Point the loaded server's scrapes at an exporter serving the run's continuation, as the clock goes."""
-        from .exporter import SimExporter
-
-        assert self.server is not None and self.live_traffic is not None
+        assert self.server is not None and self.live_traffic is not None and self.exporter is not None
         traffic = self.live_traffic
-        self.exporter = SimExporter(traffic, self.meshes, origin_ms=int(traffic.times_ms[0]))
-        self.exporter.render()  # the chunks up to now, rendered before the first scrape, not during it
         self.exporter.start()
         interval = format_duration(pd.Timedelta(seconds=traffic.interval_s))
         # honor_labels keeps the proxies' own job and instance labels, so the live series continue the history's
