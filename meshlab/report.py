@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
-from .errors import InvalidArgument
+from ._files import atomic_write, remove_stale_temporaries
 
 __all__ = ["TIMESTAMP_FORMAT", "neutralise", "remove_stale_temporaries", "write_csv", "write_csv_to"]
 
 #: How timestamps are written: ISO 8601 in UTC, microseconds, ``Z``.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_TMP_SUFFIX = ".meshlab-tmp"
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -129,73 +125,6 @@ def write_csv_to(frame: pd.DataFrame, handle: IO[str], *, safe: bool = True) -> 
     rows.close()
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
-    os.umask(mask)
-    return mask
-
-
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporary files of :func:`write_csv` calls that were killed mid-write.
-
-    Every write holds an exclusive ``flock`` on its temporary file while it lives; the kernel
-    releases it when the writer dies, even by SIGKILL. A temporary file whose lock can be
-    taken therefore belongs to no live writer and is removed.
-
-    Parameters
-    ----------
-    folder : path-like
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    removed = []
-    for path in Path(folder).glob(f".*{_TMP_SUFFIX}"):
-        try:
-            with open(path, "rb") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
-                path.unlink()
-        except (BlockingIOError, FileNotFoundError, IsADirectoryError, PermissionError):
-            continue
-        removed.append(path)
-    return removed
-
-
-def _destination(path: Path) -> Path:
-    """Where the bytes go: a symlink is written through (its target replaced, the link kept)."""
-    try:
-        target = path.resolve()  # follows every link in the chain; strict=False: the file may be new
-    except (OSError, RuntimeError) as error:  # a symlink loop
-        raise InvalidArgument(f"cannot write {path}: {error}") from None
-    if target.is_dir():
-        raise InvalidArgument(f"cannot write {path}: it is a directory; give a file name such as {path / 'out.csv'}")
-    return target
-
-
-def _locked_temporary(folder: Path, name: str, mode: int) -> tuple[int, str]:
-    """A new temporary file beside the destination, with its lock held and its final mode."""
-    while True:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_TMP_SUFFIX, dir=folder)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:  # a cleaner may have taken the lock first and removed the file: start again
-            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
-                os.fchmod(fd, mode)
-                return fd, tmp
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-
-
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, safe: bool = True) -> Path:
     """Write a frame as CSV, atomically.
 
@@ -235,23 +164,6 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, safe: bool =
     OSError
         If the folder cannot be created or written.
     """
-    path = Path(path)
-    target = _destination(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target.parent)
-    try:
-        mode = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = _locked_temporary(target.parent, target.name, mode)
-    try:
-        with os.fdopen(os.dup(fd), "w", encoding="utf-8", newline="") as handle:
-            write_csv_to(frame, handle, safe=safe)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)  # releases the lock
-    return path
+    with atomic_write(path, "w", newline="") as handle:
+        write_csv_to(frame, handle, safe=safe)
+    return Path(path)
