@@ -121,6 +121,23 @@ def _locked_temporary(folder: Path, name: str, mode: int) -> tuple[int, str]:
         os.close(fd)
 
 
+def _locked_tempdir(folder: Path, name: str) -> tuple[Path, int]:
+    """A new temporary folder beside the destination, with its lock held (on the folder itself)."""
+    while True:
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=TMP_SUFFIX, dir=folder))
+        try:
+            fd = os.open(staging, os.O_RDONLY)
+        except FileNotFoundError:  # a cleaner took it before we could lock it: start again
+            continue
+        _lock(fd)
+        try:
+            if os.stat(staging).st_ino == os.fstat(fd).st_ino:
+                return staging, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "w", *, encoding: str | None = "utf-8",
                  newline: str | None = None, durable: bool = True) -> Iterator[IO[Any]]:
@@ -232,10 +249,8 @@ def atomic_folder(path: str | os.PathLike[str], *, replace: bool = True) -> Iter
         raise InvalidArgument(f"cannot write the folder {path}: it exists")
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TMP_SUFFIX, dir=target.parent))
-    fd = os.open(staging, os.O_RDONLY)
+    staging, fd = _locked_tempdir(target.parent, target.name)
     try:
-        _lock(fd)
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a report is shared like any folder
         yield staging
         if not target.exists():

@@ -1,18 +1,29 @@
-"""Write frames to files atomically: a reader never sees a half-written report."""
+"""Reports: ``ml.report(frames, path)`` writes a report folder; :func:`write_csv` one formula-safe CSV.
+
+Everything is written atomically: a reader never sees a half-written file or folder.
+``meshlab.report`` is both this module and, called, :func:`report`.
+"""
 
 from __future__ import annotations
 
 import csv
 import os
 import re
+import sys
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
 from ._files import atomic_write, remove_stale_temporaries
 
-__all__ = ["TIMESTAMP_FORMAT", "neutralise", "remove_stale_temporaries", "write_csv", "write_csv_to"]
+if TYPE_CHECKING:
+    from ._reportdir import Report
+
+__all__ = ["TIMESTAMP_FORMAT", "Report", "build_demo_report", "neutralise", "remove_stale_temporaries", "report",
+           "run_demo", "write_csv", "write_csv_to"]
 
 #: How timestamps are written: ISO 8601 in UTC, microseconds, ``Z``.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -167,3 +178,92 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, safe: bool =
     with atomic_write(path, "w", newline="") as handle:
         write_csv_to(frame, handle, safe=safe)
     return Path(path)
+
+
+def report(frames: Mapping[str, pd.DataFrame] | Any, path: str | os.PathLike[str] = "meshlab-report", *,
+           title: str | None = None, description: str | None = None, charts: bool = True,
+           extra_charts: Mapping[str, Any] | None = None, slo_ms: float | None = None, safe: bool = True) -> Report:
+    """Write a report folder: every table as CSV and Parquet, a column dictionary, and one HTML page.
+
+    The folder holds, per table, ``NAME.csv`` (timestamps ISO 8601 in UTC, units in the column
+    names, formula-like text neutralised as :func:`write_csv` does) and ``NAME.parquet`` (the
+    frame as it is); ``columns.csv``, the data dictionary (table, column, dtype, unit,
+    description); ``report.json``, what the folder holds; and ``report.html``, a self-contained
+    page with the charts of :mod:`meshlab.charts` that the tables support and a summary of each
+    table. The page loads nothing from the network: Vega, Vega-Lite and vega-embed are inlined.
+
+    The folder is built beside ``path`` and put in its place in one step: a failure leaves the
+    previous report (or none), never half of one. Only an empty folder or an earlier meshlab
+    report is replaced.
+
+    Parameters
+    ----------
+    frames : mapping of str to pandas.DataFrame, or Dataset
+        The tables by name (the names become file names): adapter frames (``traffic``, ``edges``,
+        ``tcp``, ``proxies``), ``benchmark`` frames, :func:`meshlab.compare` output,
+        :func:`meshlab.capacity.fit` output, or any frame (written, summarised, not charted).
+        A :class:`~meshlab.datasets.Dataset` gives its adapter frames and its title.
+    path : path-like
+        The report folder (default ``./meshlab-report``).
+    title, description : str, optional
+        The page's heading and the line below it.
+    charts : bool
+        Draw the charts the tables support (default True): traffic gives golden signals, latency
+        by mesh and the lowest success rates; edges give the rps and success-rate matrices;
+        benchmark gives proxy CPU against load (with a fit when one is among the tables) and,
+        with ``slo_ms``, latency against load; a comparison gives its intervals.
+    extra_charts : mapping of str to altair chart, optional
+        More charts, by title.
+    slo_ms : float, optional
+        The latency objective drawn on the latency-against-load chart.
+    safe : bool
+        Neutralise formula-like text cells in the CSVs (default True).
+
+    Returns
+    -------
+    Report
+        The folder, its tables and charts; shows a summary in JupyterLab.
+
+    Raises
+    ------
+    InvalidArgument
+        For a table name that cannot be a file name, something that is not a frame, or a ``path``
+        holding a file or a folder that is not a meshlab report.
+    """
+    from ._reportdir import build
+
+    return build(frames, path, title=title, description=description, charts=charts, extra_charts=extra_charts,
+                 slo_ms=slo_ms, safe=safe)
+
+
+def build_demo_report(path: str | os.PathLike[str] = "meshlab-report") -> Report:
+    """The full report of the bundled mesh-shootout dataset (what ``make demo`` builds)."""
+    from ._demo import build_demo_report as build
+
+    return build(path)
+
+
+def run_demo(out: str | os.PathLike[str] = "out/mesh-shootout-summary.csv",
+             report_path: str | os.PathLike[str] = "meshlab-report", *, file: IO[str] | None = None) -> int:
+    """``meshlab demo``: print the per-mesh summary, write it as CSV and build the full report; returns 0."""
+    from ._demo import run_demo as run
+
+    return run(out, report_path, file=file)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Report":
+        from ._reportdir import Report
+
+        return Report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``meshlab.report`` binds the module to ``meshlab.report``; calling it still builds a report."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
