@@ -228,7 +228,7 @@ def test_a_failed_report_leaves_the_previous_one_whole(tmp_path, monkeypatch):
 
 
 def test_a_failed_first_report_leaves_none(tmp_path, monkeypatch):
-    monkeypatch.setattr(meshlab._reportdir, "_page", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr(meshlab._reportdir, "render_page", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         ml.report(_small(), tmp_path / "r")
     assert os.listdir(tmp_path) == []
