@@ -85,8 +85,9 @@ def _summary(frame: pd.DataFrame, kind: str | None) -> tuple[pd.DataFrame, str]:
             totals = grouped[["success_count", "requests"]].sum()
             out["success_rate"] = totals["success_count"] / totals["requests"]
         out = out.reset_index()
-        note = (f"{len(out)} series over the whole range: counts summed, the success rate from the summed counts, "
-                "every other column the mean of its windows")
+        rate = ", the success rate from the summed counts" if "success_rate" in out.columns else ""
+        note = (f"{len(out)} series over the whole range: counts summed{rate}, every other column the mean of "
+                "its windows")
     else:
         out, note = frame, "the rows"
     if len(out) > _PREVIEW_ROWS:
@@ -97,7 +98,9 @@ def _summary(frame: pd.DataFrame, kind: str | None) -> tuple[pd.DataFrame, str]:
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return "" if value != value else f"{value:.4g}"
+        if value != value:
+            return ""
+        return f"{value:,.0f}" if 1e4 <= abs(value) < 1e15 else f"{value:.4g}"  # 170,000 reads better than 1.7e+05
     if isinstance(value, pd.Timestamp):
         return "" if pd.isna(value) else value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M:%S") \
             if value.tzinfo else value.strftime("%Y-%m-%d %H:%M:%S")
