@@ -30,12 +30,11 @@ MANIFEST = "report.json"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 _RESERVED = {"columns", "report"}
 
-_UNITS = (  # (name suffix or name, unit), first match wins
-    ("_low_ms", "ms"), ("_high_ms", "ms"), ("_ms", "ms"), ("_s", "s"), ("_bytes_per_second", "bytes/s"),
+_UNITS = (  # (name suffix or name, unit), first match wins; "_low"/"_high" bounds share their column's unit
+    ("_per_1k_rps", "per 1000 requests/s"), ("_ms", "ms"), ("_s", "s"), ("_bytes_per_second", "bytes/s"),
     ("_bytes", "bytes"), ("_mcores", "millicores"), ("_cores", "cores"), ("_mib", "MiB"), ("rps", "requests/s"),
-    ("_qps", "requests/s"), ("_per_1k_rps", "per 1000 requests/s"), ("_rate", "fraction (0-1)"),
-    ("_ratio", "fraction (0-1)"), ("_count", "count"), ("requests", "count"), ("_connections", "count"),
-    ("connections", "count"),
+    ("_qps", "requests/s"), ("_rate", "fraction (0-1)"), ("_ratio", "fraction (0-1)"), ("_count", "count"),
+    ("requests", "count"), ("_connections", "count"), ("connections", "count"),
 )
 
 
@@ -44,6 +43,7 @@ def _unit(column: str, dtype: Any) -> str:
         return "UTC, ISO 8601"
     if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         return ""
+    column = re.sub(r"_(low|high)$", "", column)
     for suffix, unit in _UNITS:
         if column == suffix.lstrip("_") or column.endswith(suffix):
             return unit
