@@ -56,6 +56,8 @@ _LAZY = {
     "compare": "meshlab.analysis.compare",
     "k8s": "meshlab.k8s",
     "connect": "meshlab.k8s",
+    "report": "meshlab.report",
+    "Report": "meshlab.report",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -99,6 +101,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .prometheus.interop import from_prometheus_pandas as from_prometheus_pandas
     from .prometheus.local import LocalPrometheus as LocalPrometheus
     from .prometheus.local import LocalVictoriaMetrics as LocalVictoriaMetrics
+    from .report import Report as Report
+    from .report import report as report
     from .schema import concat as concat
     from .schema import validate as validate
     from .sim.sandbox import Sandbox as Sandbox
@@ -110,7 +114,8 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'meshlab' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = getattr(module, name) if hasattr(module, name) else module
+    # ml.report is the module meshlab.report, which is callable: importing it rebinds the name anyway
+    value = module if name == "report" else getattr(module, name) if hasattr(module, name) else module
     globals()[name] = value
     return value
 

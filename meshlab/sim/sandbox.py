@@ -425,6 +425,11 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _repr_html_(self) -> str:
+        from .._html import sandbox_html
+
+        return sandbox_html(self)
+
     def truth(self, kind: str = "traffic", mesh: str | None = None) -> pd.DataFrame:
         """Ground truth of the run: ``traffic``, ``edges``, ``tcp``, ``proxies`` or ``status_counts``."""
         from . import truth
