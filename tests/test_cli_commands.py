@@ -194,7 +194,7 @@ ERRORS = [
     *[(cmd, [*_SOURCE, "--window", "0s"], "--window: must be a positive duration") for cmd in ("stat", "edges", "top")],
     *[(cmd, [*_SOURCE, "--at", "half past"], "--at='half past' is not a time") for cmd in ("stat", "edges", "top")],
     *[(cmd, [*_SOURCE, "-o", "yaml"], "-o") for cmd in ("stat", "edges", "top")],
-    *[(cmd, ["-o", "yaml"], "--output: 'yaml' is not one of") for cmd in ("datasets list", "sandbox", "demo")],
+    *[(cmd, ["-o", "yaml"], "--output: 'yaml' is not one of") for cmd in ("datasets list", "sandbox")],
     *[(cmd, ["--mesh", "linkerd"], "required: --prometheus") for cmd in ("stat", "edges", "top")],
     ("top", [*_SOURCE, "--limit", "0"], "--limit: must be a positive number"),
     ("edges", [*_SOURCE, "--side", "both"], "--side"),
