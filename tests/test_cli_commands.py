@@ -336,3 +336,34 @@ def test_a_warning_is_one_line(url):
 def test_dash_h_is_help(path):
     short, long = run(*path, "-h"), run(*path, "--help")
     assert short.returncode == long.returncode == 0 and short.stdout == long.stdout and "-h, --help" in long.stdout
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+def test_report_from_a_dataset_writes_every_frame(tmp_path):
+    result = run("report", "--dataset", "mesh-shootout", "--out", str(tmp_path / "r"), "--no-charts")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"wrote 4 tables and {tmp_path / 'r' / 'report.html'}"
+    frames = ml.datasets.load("mesh-shootout").frames
+    for kind, frame in frames.items():
+        lines = (tmp_path / "r" / f"{kind}.csv").read_text().splitlines()
+        assert len(lines) == len(frame) + 1, kind
+
+
+@pytest.mark.prometheus
+def test_report_from_prometheus_holds_the_adapter_frames(url, tmp_path):
+    span = ["--start", "2024-05-01T00:20:00Z", "--end", "2024-05-01T00:30:00Z", "--step", "1m"]
+    result = run("report", "--prometheus", url, "--mesh", "linkerd", *span, "--out", str(tmp_path / "r"),
+                 "--no-charts")
+    assert result.returncode == 0, result.stderr
+    adapter = ml.mesh("linkerd", url)
+    expected = adapter.traffic(start="2024-05-01T00:20:00Z", end="2024-05-01T00:30:00Z", step="1m")
+    lines = (tmp_path / "r" / "traffic.csv").read_text().splitlines()
+    assert len(lines) == len(expected) + 1 > 1
+
+
+@pytest.mark.parametrize("argv", [[], ["--dataset", "mesh-shootout", "--prometheus", "http://127.0.0.1:9"]])
+def test_report_needs_one_source(argv, tmp_path):
+    result = run("report", *argv, "--out", str(tmp_path / "r"))
+    assert result.returncode == 2 and result.stderr == \
+        "meshlab: error: give one source: --dataset NAME or --prometheus URL\n"

@@ -35,9 +35,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import data, mesh, sim
+    from . import data, mesh, report, sim
 
-    for command in (*mesh.COMMANDS, *data.COMMANDS, *sim.COMMANDS):
+    for command in (*mesh.COMMANDS, *data.COMMANDS, *report.COMMANDS, *sim.COMMANDS):
         cli.add_command(command)
 
 
