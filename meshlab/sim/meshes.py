@@ -146,10 +146,12 @@ def proxy_usage(traffic: Traffic, mesh: str, pod: Pod) -> tuple[np.ndarray, np.n
         endpoints = sum(len(p) for key, p in traffic.pods.items() if traffic.scenario.workload(key).meshed)
     else:
         endpoints = sum(len(traffic.pods[et.target.key]) for et in traffic.edges if et.source.key == w.key)
-    rng = _rng(traffic.scenario.seed, mesh, "cost", pod.name)
-    seconds = cost.cpu_cores(rps) * rng.lognormal(0.0, 0.05, traffic.n) * traffic.interval_s
+    # one stream each: drawing memory after CPU from one stream made memory depend on the run's length
+    cpu_noise = _rng(traffic.scenario.seed, mesh, "cost", pod.name).lognormal(0.0, 0.05, traffic.n)
+    memory_noise = _rng(traffic.scenario.seed, mesh, "memory", pod.name).lognormal(0.0, 0.02, traffic.n)
+    seconds = cost.cpu_cores(rps) * cpu_noise * traffic.interval_s
     seconds[0] = 0.0
-    working_set = np.rint(cost.memory_bytes(rps, endpoints) * rng.lognormal(0.0, 0.02, traffic.n))
+    working_set = np.rint(cost.memory_bytes(rps, endpoints) * memory_noise)
     return seconds, working_set
 
 
@@ -208,10 +210,11 @@ def node_proxy_usage(traffic: Traffic, mesh: str, node: str) -> tuple[np.ndarray
             endpoints += len(on_node)
             requests += (traffic.inbound_requests(w) + traffic.outbound_requests(w))[:, on_node].sum(axis=1)
     rps = requests / traffic.interval_s
-    rng = _rng(traffic.scenario.seed, mesh, "cost", node)
-    seconds = cost.cpu_cores(rps) * rng.lognormal(0.0, 0.05, traffic.n) * traffic.interval_s
+    cpu_noise = _rng(traffic.scenario.seed, mesh, "cost", node).lognormal(0.0, 0.05, traffic.n)
+    memory_noise = _rng(traffic.scenario.seed, mesh, "memory", node).lognormal(0.0, 0.02, traffic.n)
+    seconds = cost.cpu_cores(rps) * cpu_noise * traffic.interval_s
     seconds[0] = 0.0
-    working_set = np.rint(cost.memory_bytes(rps, endpoints) * rng.lognormal(0.0, 0.02, traffic.n))
+    working_set = np.rint(cost.memory_bytes(rps, endpoints) * memory_noise)
     return seconds, working_set
 
 
