@@ -182,3 +182,47 @@ def test_an_abstract_adapter_is_allowed_but_cannot_be_built():
     for abstract in (ml.Mesh, EnvoyBase):
         with pytest.raises(TypeError, match=f"{abstract.__name__} is an abstract mesh adapter"):
             abstract("http://127.0.0.1:9")
+
+
+# -- simulator renderers from the meshlab.sim.meshes group -------------------------------------
+
+def test_a_plugin_renderer_is_simulated_and_a_broken_or_clashing_one_is_skipped(tmp_path, monkeypatch):
+    from meshlab.sim import meshes as sim_meshes
+    from meshlab.sim.scenario import load_scenario
+    from meshlab.sim.traffic import simulate
+
+    (tmp_path / "toy_sim.py").write_text(textwrap.dedent('''
+        from meshlab.sim.meshes.linkerd import linkerd_families
+        def toy_families(traffic):
+            return [f for f in linkerd_families(traffic) if f.name == "response_total"]
+    '''))
+    (tmp_path / "broken_sim.py").write_text("raise ImportError('no such renderer')\n")
+    dist = tmp_path / "toy_sim-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-sim\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[meshlab.sim.meshes]\ntoy = toy_sim:toy_families\n"
+                                           "broken = broken_sim:families\nistio = toy_sim:toy_families\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sim_meshes.refresh_plugins()
+    try:
+        with pytest.warns(PluginWarning) as caught:
+            assert sim_meshes.check_mesh("toy") == "toy"
+        messages = sorted(str(w.message) for w in caught)
+        assert any("'broken' (broken_sim:families) failed to load and is skipped: ImportError: no such renderer" in m
+                   for m in messages)
+        assert any("'istio' (toy_sim:toy_families) is not loaded: the name is a built-in renderer's" in m
+                   for m in messages)
+        traffic = simulate(load_scenario("shop"), hours=0.25)
+        toy = sim_meshes.mesh_families(traffic, "toy")
+        linkerd = {f.name: f for f in sim_meshes.mesh_families(traffic, "linkerd")}
+        assert [f.name for f in toy] == ["response_total"]
+        assert len(toy[0].series) == len(linkerd["response_total"].series) > 0
+        assert sim_meshes.MESHES["istio"] is sim_meshes.istio_families
+        with pytest.raises(InvalidArgument, match="unknown mesh 'broken'; available: linkerd, istio, consul, kuma, "
+                                                  "hubble, none, toy"):
+            sim_meshes.check_mesh("broken")
+    finally:
+        sim_meshes.refresh_plugins()
+        for module in ("toy_sim", "broken_sim"):
+            sys.modules.pop(module, None)
+    assert "toy" not in sim_meshes.MESHES

@@ -2,7 +2,7 @@
 
 >>> from meshlab.meshes import Istio, queries
 >>> queries.promql(Istio, "success_count", "deployment", window="30s")    # doctest: +SKIP
->>> Istio.promql("success_count", "deployment", window="30s")            # the same, as a classmethod
+>>> Istio.promql("success_count", "deployment", window="30s")  # the same, a classmethod  # doctest: +SKIP
 
 Each builder takes the adapter class (a :class:`~meshlab.meshes.spec.MeshSpec`) as its first
 argument.
