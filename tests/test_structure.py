@@ -44,3 +44,19 @@ def test_openmetrics_imports_nothing_from_the_prometheus_package():
             "print(sorted(m for m in sys.modules if m.startswith('meshlab.prometheus')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_without_fcntl_the_lockers_import_and_fail_at_use_with_a_clear_error():
+    # Windows has no fcntl: importing must work, taking a lock must say why it cannot
+    code = ("import sys; sys.modules['fcntl'] = None\n"
+            "import meshlab as ml, meshlab.sim.sandbox\n"
+            "from meshlab.prometheus.local import LocalPrometheus, locked_tempdir\n"
+            "from meshlab.errors import MeshlabError\n"
+            "try:\n"
+            "    with locked_tempdir('meshlab-test-'):\n"
+            "        pass\n"
+            "except MeshlabError as exc:\n"
+            "    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ("meshlab's local servers and sandbox cache lock files with POSIX flock, which this "
+                                   "platform lacks; run them on Linux or macOS (on Windows, under WSL)")
