@@ -226,3 +226,15 @@ def test_a_plugin_renderer_is_simulated_and_a_broken_or_clashing_one_is_skipped(
         for module in ("toy_sim", "broken_sim"):
             sys.modules.pop(module, None)
     assert "toy" not in sim_meshes.MESHES
+
+
+def test_identities_written_as_instance_methods_still_work_on_the_class():
+    class Old(ml.Mesh):
+        name, marker, kinds, default_kind = "old", "old_total", ("namespace",), "namespace"
+        workload_signal = Signal("old_total", {}, {}, {})
+
+        def workload_identity(self, kind):
+            return ml.meshes.Identity("ns", None)
+
+    assert Old.promql("success_count") == 'sum by (ns) (increase(old_total[1m]))'
+    assert Old("http://127.0.0.1:9").promql("success_count") == Old.promql("success_count")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import FunctionType
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import pandas as pd
@@ -337,6 +338,9 @@ class MeshSpec:
     def __init_subclass__(cls, *, abstract: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls.abstract = abstract
+        for method in ("workload_identity", "edge_identity"):
+            if isinstance(vars(cls).get(method), FunctionType):  # written as an instance method, as adapters once were
+                setattr(cls, method, classmethod(vars(cls)[method]))  # they describe the class: no instance needed
         if not abstract:
             check_spec(cls)
 
@@ -385,6 +389,6 @@ def check_spec(cls: type[MeshSpec]) -> None:
                         f"{cls.kinds!r}")
     methods = ["workload_identity", *(["edge_identity"] if cls.edge_signals or cls.tcp_signals else [])]
     for method in methods:
-        if getattr(cls, method).__func__ is getattr(MeshSpec, method).__func__:
+        if not any(method in vars(k) for k in cls.__mro__ if k is not MeshSpec):
             raise TypeError(f"mesh adapter {where} must define the classmethod {method}()")
 
