@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import meshlab as ml
 from meshlab import schema
 from meshlab.errors import InvalidArgument
-from meshlab.smi import _format_go_duration, format_quantity, from_traffic_metrics, parse_quantity, to_traffic_metrics
+from meshlab.smi import format_go_duration, format_quantity, from_traffic_metrics, parse_quantity, to_traffic_metrics
 
 try:  # an independent parser to check ours against (the kubernetes client is a dependency, but optional here)
     from kubernetes.utils.quantity import parse_quantity as K8S_PARSE
@@ -253,10 +253,10 @@ def test_window_is_a_go_duration(window, text):
 
 
 def test_go_duration_formatting_below_a_second_and_for_long_windows():
-    assert _format_go_duration(0) == "0s"
-    assert _format_go_duration(999) == "999ns"
-    assert _format_go_duration(1_500) == "1.5µs"
-    assert _format_go_duration(2 * 3600 * 10**9 + 3 * 10**9 + 5 * 10**8) == "2h0m3.5s"
+    assert format_go_duration(0) == "0s"
+    assert format_go_duration(999) == "999ns"
+    assert format_go_duration(1_500) == "1.5µs"
+    assert format_go_duration(2 * 3600 * 10**9 + 3 * 10**9 + 5 * 10**8) == "2h0m3.5s"
 
 
 # -- Kubernetes quantities ---------------------------------------------------------------------
