@@ -36,10 +36,23 @@ What the archived smi-metrics server got wrong, and what meshlab does instead:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 from ._spec import API_GROUP, CLUSTER_LABEL, MESH_LABEL, VERSIONS
 from ._wire import format_go_duration, format_quantity, parse_go_duration, parse_quantity
 from .read import from_traffic_metrics
 from .write import to_traffic_metrics
+
+
+def read(*args: Any, **kwargs: Any) -> pd.DataFrame:
+    """Read a cluster's SMI metrics API into a frame: :func:`meshlab.k8s.read_smi` (loads the kubernetes client)."""
+    from ..k8s.smi_api import read_smi
+
+    return read_smi(*args, **kwargs)
+
 
 __all__ = [
     "API_GROUP",
@@ -51,5 +64,6 @@ __all__ = [
     "from_traffic_metrics",
     "parse_go_duration",
     "parse_quantity",
+    "read",
     "to_traffic_metrics",
 ]

@@ -196,7 +196,11 @@ def _read_metrics(value: Any, where: str) -> dict[str, float]:
             scale = {"": 1.0, "ms": 1.0, "s": 1000.0, "seconds": 1000.0}.get(unit)
             if scale is None:  # '' is the SDK's unit (ms) left out; the spec's YAML examples say seconds
                 raise InvalidArgument(f"{at} ({name}) has unit {unit!r}; latency units read: ms, s, seconds")
-            out[f"latency_p{latency[1]}_ms"] = number * scale
+            # pN is N percent: p5 is the 5th percentile (meshlab's latency_p05_ms), p999 is 99.9 %
+            digits = latency[1] if len(latency[1]) > 1 else "0" + latency[1]
+            if not 0 < float("0." + digits) < 1:
+                raise InvalidArgument(f"{at} ({name}) names no percentile between 0 and 100")
+            out[f"latency_p{digits}_ms"] = number * scale
         else:
             if unit:
                 raise InvalidArgument(f"{at} ({name}) has unit {unit!r}; a count has none")
