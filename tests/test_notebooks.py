@@ -9,6 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
+import secrets
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +21,7 @@ from typing import Any
 
 import nbformat
 import pytest
+import requests
 from nbclient import NotebookClient
 
 from .conftest import require_binary
@@ -23,6 +29,7 @@ from .conftest import require_binary
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 _executed: dict[Path, Any] = {}
 _seconds: dict[str, float] = {}
+_cpu: dict[str, float] = {}
 #: the whole set, run one after another on an idle 2-core machine, must fit in this (the issue's CI budget)
 BUDGET_S = 90.0
 
@@ -38,10 +45,17 @@ def executed(path: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The notebook run once per test session (running takes seconds to minutes)."""
     if path not in _executed:
         require_binary("prometheus")
-        started = time.monotonic()
+        started, cpu = time.monotonic(), _cpu_seconds()
         _executed[path] = run(nbformat.read(path, as_version=4), tmp_path_factory)
         _seconds[path.name] = time.monotonic() - started
+        _cpu[path.name] = _cpu_seconds() - cpu
     return _executed[path]
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished children: the kernels, and the Prometheus servers they ran."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def with_parameters(path: Path, **values: Any) -> Any:
@@ -200,11 +214,64 @@ def test_notebook_runs_on_a_sandbox_instead_of_the_dataset(prefix, values, tmp_p
 
 
 def test_notebooks_run_within_the_budget(tmp_path_factory):
-    """Together the notebooks run in CI in under 90 s. Measured after the others have run (order in the file),
-    so this only adds up; on a machine busy with other work set MESHLAB_NOTEBOOK_BUDGET_S to scale it."""
+    """Together the notebooks run in under 90 s (the issue's CI budget), one after another.
+
+    The CPU time they take (kernels, the servers they start, and this process) is what a run costs on an
+    idle machine, so it must fit. Wall time must fit too, unless other work kept the machine busy (a load
+    average above its core count), when it measures the neighbours rather than the notebooks.
+    """
     for path in NOTEBOOKS:
         executed(path, tmp_path_factory)
-    budget = float(os.environ.get("MESHLAB_NOTEBOOK_BUDGET_S", BUDGET_S))
-    total = sum(_seconds.values())
-    print({name: round(s, 1) for name, s in _seconds.items()}, f"total {total:.1f} s")
-    assert total < budget, f"notebooks took {total:.0f} s together ({_seconds}); the budget is {budget:.0f} s"
+    wall, cpu = sum(_seconds.values()), sum(_cpu.values())
+    print("wall", {name: round(s, 1) for name, s in _seconds.items()}, f"total {wall:.1f} s")
+    print("cpu", {name: round(s, 1) for name, s in _cpu.items()}, f"total {cpu:.1f} s")
+    assert cpu < BUDGET_S, f"the notebooks took {cpu:.0f} s of CPU together ({_cpu}); the budget is {BUDGET_S:.0f} s"
+    busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    assert busy or wall < BUDGET_S, f"the notebooks took {wall:.0f} s together ({_seconds}) on an idle machine"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_jupyterlab_serves_the_notebooks(tmp_path):
+    """`jupyter lab --no-browser` starts from this environment on loopback and lists the notebooks."""
+    pytest.importorskip("jupyterlab")
+    port, token = _free_port(), secrets.token_hex(16)
+    root = Path(__file__).parent.parent
+    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+               "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+    if os.geteuid() == 0:
+        command.append("--allow-root")  # JupyterLab refuses to start as root without it
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTER_DATA_DIR": str(tmp_path / "data")}
+    log = (tmp_path / "jupyter.log").open("wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base, headers = f"http://127.0.0.1:{port}", {"Authorization": f"token {token}"}
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, (tmp_path / "jupyter.log").read_text()[-2000:]
+            try:
+                if requests.get(f"{base}/api/status", headers=headers, timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "JupyterLab did not answer within 90 s"
+            time.sleep(0.5)
+        listing = requests.get(f"{base}/api/contents/notebooks", headers=headers, timeout=10)
+        assert listing.status_code == 200
+        served = {item["name"] for item in listing.json()["content"] if item["type"] == "notebook"}
+        assert {p.name for p in NOTEBOOKS} <= served
+        assert requests.get(f"{base}/api/contents/notebooks", timeout=10).status_code == 403  # no token, no data
+        lab = requests.get(f"{base}/lab?token={token}", timeout=10)
+        assert lab.status_code == 200 and "JupyterLab" in lab.text
+    finally:
+        server.terminate()  # by PID: only the server this test started
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=5)
+        log.close()
