@@ -9,6 +9,8 @@ import meshlab as ml
 from meshlab import schema
 from meshlab.errors import SchemaError
 
+from .conftest import upstream_fixture
+
 
 @pytest.fixture(scope="module")
 def shootout():
@@ -33,6 +35,9 @@ def _two_parts(data, kind: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         stamp = pd.Timestamp("2024-03-04", tz="UTC").as_unit("ns")
         one = pd.DataFrame({"timestamp": [stamp], "value": pd.array(["a"], dtype="string")})
         return one, one.assign(value=pd.array(["b"], dtype="string"))
+    if kind == "benchmark":  # load tests of two meshes, read from two files
+        frame = ml.read_benchmark(upstream_fixture("istio-tools-benchmark.csv"))
+        return _tidy(frame[frame["mesh"] == "none"]), _tidy(frame[frame["mesh"] != "none"])
     frame = data.truth["status_counts"] if kind == "status_counts" else data.frames[kind]
     key = "protocol" if kind == "status_counts" else "mesh"
     first = frame[key].iloc[0]

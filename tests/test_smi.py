@@ -734,7 +734,8 @@ HOSTILE = [
     (_set(("timestamp",), "2024-01-01T25:00:00Z"), r"items\[0\]\.timestamp '2024-01-01T25:00:00Z' is not a valid time"),
     (_set(("timestamp",), "2024-01-01T10:61:00+02:00"), r"items\[0\]\.timestamp .* is not a valid time"),
     (_set(("window",), "9999999999h"), r"items\[0\]\.window '9999999999h' is out of range"),
-    (_set(("window",), "300y"), r"items\[0\]\.window .300y. is out of range"),
+    (_set(("window",), "300y"), r"items\[0\]\.window .300y. is not a duration"),   # Go has no 'y' unit
+    (_set(("window",), "2600000h"), r"items\[0\]\.window .2600000h. is out of range"),
     (_set(("resource",), json.loads("[" * 500 + "]" * 500)), r"items\[0\]\.resource must be an object reference"),
     (_set(("metrics",), [json.loads("[" * 500 + "]" * 500)]), r"items\[0\]\.metrics\[0\] must be an object"),
 ]

@@ -156,7 +156,9 @@ def _label(value: Label, path: str) -> object:
 
 def read_benchmark(source: Source, format: str = "auto", mesh: Label = None, mode: Label = None,
                    columns: Mapping[str, str] | None = None,
-                   units: Mapping[str, str] | None = None) -> pd.DataFrame:
+                   units: Mapping[str, str] | None = None, cost: Mapping[str, Any] | None = None,
+                   roles: Mapping[str, str] | None = None, role_label: str = "pod",
+                   warmup: str | float | pd.Timedelta = "1m") -> pd.DataFrame:
     """Read load-test results into one ``benchmark`` frame (one row per run).
 
     Parameters
@@ -172,6 +174,23 @@ def read_benchmark(source: Source, format: str = "auto", mesh: Label = None, mod
         For tables: their column name -> benchmark column.
     units : mapping, optional
         For tables: their column name -> unit (``"us"``, ``"s"``, ``"cores"``, ``"bytes"``...).
+    cost : mapping, optional
+        Proxy cost saved as Prometheus range-query JSON (``curl /api/v1/query_range`` or
+        ``promtool query range -o json`` output): ``{"cpu": source, "memory": source}``,
+        CPU in cores and memory in bytes, each a file, directory, glob, decoded document or
+        list of them. Joined to the runs by time window (start + ``warmup`` to start +
+        duration): per role, the mean over the window of the role's mean proxy. A memory
+        series that is a counter or behaves like a rate (bytes per second) is refused.
+        See :mod:`meshlab.analysis.readers.cost`.
+    roles : mapping, optional
+        With ``cost``: role (``client``, ``server``, ``gateway``) -> regular expression on
+        the ``role_label`` label (default: Istio perf/benchmark's ``fortioclient-``,
+        ``fortioserver-`` and ``ingressgateway`` pods).
+    role_label : str
+        With ``cost``: the label the role expressions read (default ``pod``).
+    warmup : duration
+        With ``cost``: left out at the start of every run, because the first ``rate``
+        window still carries the previous run's load (default ``"1m"``).
 
     Returns
     -------
@@ -205,7 +224,14 @@ def read_benchmark(source: Source, format: str = "auto", mesh: Label = None, mod
     frame["note"] = frame["note"].fillna("")
     if frame["timestamp"].isna().all():
         frame["timestamp"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
-    return conform(frame, "benchmark")
+    frame = conform(frame, "benchmark")
+    if cost is not None:
+        from .readers.cost import join_cost
+
+        frame = conform(join_cost(frame, cost, roles=roles, role_label=role_label, warmup=warmup), "benchmark")
+    elif roles is not None:
+        raise InvalidArgument("roles= applies with cost=; pass the Prometheus JSON of the proxies' CPU and memory")
+    return frame
 
 
 def write_smp(frame: pd.DataFrame, path: PathLike) -> Path:

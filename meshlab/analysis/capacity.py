@@ -2,7 +2,8 @@
 
 - :func:`fit`: per mesh and mode (and proxy role), a linear model of CPU millicores and
   memory MiB against ``actual_qps`` (statsmodels OLS), reported as idle cost and cost per
-  1k rps with 95 % confidence intervals;
+  1k rps with 95 % confidence intervals; on a benchmark frame, or on live frames
+  (``mesh.proxies()`` with the ``traffic`` each proxy serves, via :func:`from_live`);
 - :func:`project`: the total proxy CPU and memory a target load needs, with prediction
   intervals;
 - :func:`max_rps`: the highest measured load meeting a latency SLO, the lowest failing
@@ -19,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
-from ..schema import validate
+from ..schema import FRAMES, conform, validate
 
-__all__ = ["ROLES", "fit", "max_rps", "project"]
+__all__ = ["ROLES", "fit", "from_live", "max_rps", "project"]
 
 ROLES = ("client", "server", "gateway")
 _RESOURCES = {"cpu_mcores": "cpu_mcores", "mem_mib": "memory_mib"}
@@ -53,14 +54,74 @@ def _groups(frame: pd.DataFrame, by: Sequence[str]) -> Iterable[tuple[tuple[Any,
         yield tuple(None if pd.isna(v) else v for v in values), frame.loc[part.index]
 
 
-def fit(frame: pd.DataFrame, by: Sequence[str] = ("mesh", "mode"), level: float = 0.95) -> pd.DataFrame:
+_PROXY_COLUMNS = ("timestamp", "mesh", "namespace", "workload", "pod", "cpu_cores", "memory_bytes")
+_TRAFFIC_COLUMNS = ("timestamp", "mesh", "namespace", "name", "rps")
+
+
+def from_live(proxies: pd.DataFrame, traffic: pd.DataFrame) -> pd.DataFrame:
+    """Live proxy cost as a ``benchmark`` frame: one row per proxy and step, for :func:`fit`.
+
+    Each proxy row of ``proxies`` (``mesh.proxies()``) is joined on ``timestamp``, ``mesh``,
+    ``namespace`` (and ``cluster`` when both have it) with the ``traffic`` row of the
+    workload the proxy's pod belongs to (``workload`` = the traffic's ``name``). The load
+    a proxy carries is its workload's inbound ``rps`` divided by the number of the
+    workload's proxies at that step (traffic is spread over the pods); its cost is a
+    server-side proxy's (``server_cpu_mcores`` = cores × 1000, ``server_mem_mib`` =
+    bytes / 2**20). Proxies whose workload has no traffic row at a step (TCP-only
+    workloads, say) are left out. The workload's outbound calls go through the same proxy,
+    so the slope is the cost per request *served*, calls made on its behalf included.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A ``benchmark`` frame with ``mode`` ``"live"``, ``run_id`` the pod,
+        ``source`` ``"namespace/workload"``, ``actual_qps`` the proxy's share of the rps.
+    """
+    for argument, data, needed in (("proxies", proxies, _PROXY_COLUMNS), ("traffic", traffic, _TRAFFIC_COLUMNS)):
+        if not isinstance(data, pd.DataFrame):
+            raise InvalidArgument(f"{argument}: expected a frame, got {type(data).__name__}")
+        missing = [c for c in needed if c not in data.columns]
+        if missing:
+            raise InvalidArgument(f"{argument}: needs columns {missing} (pass Mesh.{argument}()'s frame)")
+    keys = ["timestamp", "mesh", "namespace"] + (["cluster"] if "cluster" in proxies.columns
+                                                 and "cluster" in traffic.columns else [])
+    left = proxies[[*keys, "workload", "pod", "cpu_cores", "memory_bytes"]].astype(
+        {k: str for k in keys if k != "timestamp"} | {"workload": str, "pod": str})
+    right = traffic[[*keys, "name", "rps"]].astype({k: str for k in keys if k != "timestamp"} | {"name": str})
+    if right.duplicated([*keys, "name"]).any():
+        raise InvalidArgument("traffic: several rows per workload and step; pass one cluster at a time or keep "
+                              "the cluster column in both frames")
+    pods = left.groupby([*keys, "workload"])["pod"].transform("nunique")
+    joined = left.assign(proxies=pods).merge(right.rename(columns={"name": "workload"}), on=[*keys, "workload"],
+                                             how="inner")
+    if joined.empty:
+        raise InvalidArgument("proxies and traffic share no (timestamp, mesh, namespace, workload): query both "
+                              "from the same source with the same start and step")
+    frame = pd.DataFrame({
+        "timestamp": joined["timestamp"], "run_id": joined["pod"], "mesh": joined["mesh"], "mode": "live",
+        "sidecars": "server", "source": joined["namespace"] + "/" + joined["workload"],
+        "actual_qps": joined["rps"] / joined["proxies"],
+        "server_cpu_mcores": joined["cpu_cores"] * 1e3, "server_mem_mib": joined["memory_bytes"] / 2**20,
+        "note": ""})
+    for column in FRAMES["benchmark"].names:
+        if column not in frame.columns:
+            frame[column] = math.nan
+    return conform(frame, "benchmark")
+
+
+def fit(frame: pd.DataFrame, by: Sequence[str] = ("mesh", "mode"), level: float = 0.95,
+        traffic: pd.DataFrame | None = None) -> pd.DataFrame:
     """Linear models of proxy CPU and memory against load, per ``by`` group, role and resource.
 
     Parameters
     ----------
     frame : pandas.DataFrame
         A ``benchmark`` frame. Filter it first to hold one load shape (e.g. one connection
-        count), or add ``"connections"`` to ``by``.
+        count), or add ``"connections"`` to ``by``. Or a live ``proxies`` frame
+        (``mesh.proxies()``) with ``traffic=``: see :func:`from_live` (role ``server``,
+        mode ``"live"``, load = the proxy's share of its workload's rps).
+    traffic : pandas.DataFrame, optional
+        With a ``proxies`` frame: the ``traffic`` frame of the same meshes and steps.
     by : sequence of str
         The columns that define a model (default: mesh and mode).
     level : float
@@ -77,6 +138,13 @@ def fit(frame: pd.DataFrame, by: Sequence[str] = ("mesh", "mode"), level: float 
     """
     import statsmodels.api as sm
 
+    if isinstance(frame, pd.DataFrame) and "cpu_cores" in frame.columns and "pod" in frame.columns:
+        if traffic is None:
+            raise InvalidArgument("traffic: fitting live proxies needs the traffic they serve: "
+                                  "fit(mesh.proxies(...), traffic=mesh.traffic(...))")
+        frame = from_live(frame, traffic)
+    elif traffic is not None:
+        raise InvalidArgument("traffic= applies to a live proxies frame, not to a benchmark frame")
     frame = _benchmark(frame)
     if not 0 < level < 1:
         raise InvalidArgument(f"level: must be between 0 and 1, got {level!r}")

@@ -1,4 +1,7 @@
-"""How much latency each mesh adds over a baseline, from benchmark frames.
+"""How much latency each mesh adds over a baseline, from benchmark frames or live traffic.
+
+Live ``traffic`` frames go to :func:`meshlab.analysis.live.compare_traffic` (block
+bootstrap over time); the rest of this module compares ``benchmark`` frames.
 
 Runs are matched on the load level (``requested_qps``, ``connections``,
 ``payload_bytes``); levels present on one side only are reported, never paired with a
@@ -39,19 +42,26 @@ def _ms(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
 
 
-def compare(frame: pd.DataFrame, baseline: str = "none", metrics: Sequence[str] = METRICS,
-            level: float = 0.95, max_error_ratio: float = 0.5, saturation: float = 0.95) -> pd.DataFrame:
+def compare(frame: pd.DataFrame, baseline: str = "none", metrics: Sequence[str] | None = None,
+            level: float = 0.95, max_error_ratio: float = 0.5, saturation: float = 0.95, *,
+            reps: int = 999, block_length: float | None = None, seed: int = 0) -> pd.DataFrame:
     """The latency each mesh (and mode) adds over ``baseline`` at each matched load level.
+
+    Given a live ``traffic`` frame (a ``timestamp``, ``name`` and ``rps`` column, no
+    ``requested_qps``) this is :func:`meshlab.analysis.live.compare_traffic`, which
+    takes ``metrics``, ``level``, ``reps``, ``block_length`` and ``seed``; see there.
 
     Parameters
     ----------
     frame : pandas.DataFrame
-        A ``benchmark`` frame with runs of the baseline mesh and of the others.
+        A ``benchmark`` frame with runs of the baseline mesh and of the others, or a
+        ``traffic`` frame of several meshes.
     baseline : str
         The mesh to compare against (``"none"``: runs without sidecars). Baseline runs are
         pooled across their modes: without proxies the mode changes nothing in the path.
-    metrics : sequence of str
-        Latency columns to compare.
+    metrics : sequence of str, optional
+        Latency columns to compare (default: p50, p90, p99; for traffic also
+        ``success_rate`` and ``rps``).
     level : float
         Confidence level of the intervals.
     max_error_ratio : float
@@ -59,6 +69,8 @@ def compare(frame: pd.DataFrame, baseline: str = "none", metrics: Sequence[str] 
         measures failures.
     saturation : float
         A run whose actual qps is below ``saturation × requested_qps`` is saturated (flag).
+    reps, block_length, seed
+        The block bootstrap of a traffic comparison (unused for benchmarks).
 
     Returns
     -------
@@ -72,6 +84,15 @@ def compare(frame: pd.DataFrame, baseline: str = "none", metrics: Sequence[str] 
     """
     from scipy import stats
 
+    if isinstance(frame, pd.DataFrame) and "requested_qps" not in frame.columns \
+            and {"timestamp", "name", "rps"} <= set(frame.columns):
+        from .live import METRICS as TRAFFIC_METRICS
+        from .live import compare_traffic
+
+        return compare_traffic(frame, baseline=baseline, metrics=TRAFFIC_METRICS if metrics is None else metrics,
+                               level=level, reps=reps, block_length=block_length, seed=seed)
+    if metrics is None:
+        metrics = METRICS
     frame = _benchmark(frame)
     if baseline not in set(frame["mesh"].astype(str)):
         raise InvalidArgument(f"baseline: no run of mesh {baseline!r}; the frame has meshes "

@@ -714,6 +714,8 @@ def load_scenario(source: str | os.PathLike[str] | Mapping[str, Any] | Scenario)
             raise ScenarioError(f"unknown scenario {source!r}; built-in scenarios: {names}; or give a file path")
         path = builtin
     where = f"scenario file {str(path)!r}"
+    if path.is_dir():
+        raise ScenarioError(f"{where} is a directory; give a .yaml or .toml file")
     if path.suffix not in (".yaml", ".yml", ".toml"):
         raise ScenarioError(f"{where}: use a .yaml, .yml or .toml file")
     try:
