@@ -54,6 +54,10 @@ _LAZY = {
     "write_smp": "meshlab.analysis.benchmarks",
     "capacity": "meshlab.analysis.capacity",
     "compare": "meshlab.analysis.compare",
+    "k8s": "meshlab.k8s",
+    "connect": "meshlab.k8s",
+    "report": "meshlab.report",
+    "Report": "meshlab.report",
 }
 
 __all__ = sorted([*_LAZY, "__version__"])
@@ -61,6 +65,7 @@ __all__ = sorted([*_LAZY, "__version__"])
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from . import datasets as datasets
     from . import errors as errors
+    from . import k8s as k8s
     from . import meshes as meshes
     from . import schema as schema
     from . import sim as sim
@@ -81,6 +86,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .errors import SchemaError as SchemaError
     from .errors import SourcesFailed as SourcesFailed
     from .errors import SourcesFailedWarning as SourcesFailedWarning
+    from .k8s import connect as connect
     from .meshes import Consul as Consul
     from .meshes import Hubble as Hubble
     from .meshes import Istio as Istio
@@ -95,6 +101,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
     from .prometheus.interop import from_prometheus_pandas as from_prometheus_pandas
     from .prometheus.local import LocalPrometheus as LocalPrometheus
     from .prometheus.local import LocalVictoriaMetrics as LocalVictoriaMetrics
+    from .report import Report as Report
+    from .report import report as report
     from .schema import concat as concat
     from .schema import validate as validate
     from .sim.sandbox import Sandbox as Sandbox
@@ -106,7 +114,8 @@ def __getattr__(name: str) -> Any:
     if module_name is None:
         raise AttributeError(f"module 'meshlab' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = getattr(module, name) if hasattr(module, name) else module
+    # ml.report is the module meshlab.report, which is callable: importing it rebinds the name anyway
+    value = module if name == "report" else getattr(module, name) if hasattr(module, name) else module
     globals()[name] = value
     return value
 

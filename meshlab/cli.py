@@ -23,76 +23,10 @@ _TIME_OPTIONS = ("--time", "--start", "--end")
 
 
 def _demo(args: argparse.Namespace) -> int:
-    """Summarise the bundled mesh-shootout dataset per mesh and write it as CSV."""
-    import pandas as pd
+    """Summarise the bundled mesh-shootout dataset per mesh, write it as CSV and build the full report."""
+    from .report import run_demo
 
-    from . import datasets
-    from .report import write_csv
-
-    data = datasets.load("mesh-shootout")
-    # Each mesh's adapter view of its workloads' inbound traffic, read from the same Prometheus.
-    traffic = data.frames["traffic"]
-    per = traffic.groupby(["mesh", "name"], observed=True)
-    # A p99 is only as fine as the histogram bucket it fell in, and each mesh has its own buckets.
-    # The bounds' medians stay on bucket bounds (lower/higher), and hold the estimates' median.
-    bounded = {"latency_p99_low_ms", "latency_p99_high_ms"} <= set(traffic.columns)
-    summary = pd.DataFrame({
-        "rps": per["rps"].mean(),
-        "success_rate": per["success_count"].sum() / per["requests"].sum(),
-        "latency_p99_ms": per["latency_p99_ms"].median(),
-        "latency_p99_low_ms": per["latency_p99_low_ms"].quantile(0.5, interpolation="lower") if bounded else None,
-        "latency_p99_high_ms": per["latency_p99_high_ms"].quantile(0.5, interpolation="higher") if bounded else None,
-    }).reset_index().rename(columns={"name": "workload"})
-    summary["latency_p99_within_resolution_of"] = _within_resolution(summary)
-    proxies = data.frames["proxies"]
-    cost = proxies.groupby("mesh", observed=True).agg(cpu_cores=("cpu_cores", "mean"),
-                                                      memory_mib=("memory_bytes", "mean"))
-    cost["memory_mib"] /= 2**20
-    # All proxies' CPU, idle cost included, per 1k requests per second the workloads received. Istio's
-    # performance page quotes the marginal cost per sidecar instead (0.35 vCPU per 1k rps through it).
-    total_cpu = proxies.groupby(["mesh", "timestamp"], observed=True)["cpu_cores"].sum()
-    total_rps = traffic.groupby(["mesh", "timestamp"], observed=True)["rps"].sum()
-    cost["cores_per_1k_rps"] = (total_cpu / (total_rps / 1000)).groupby(level="mesh", observed=True).median()
-    out = write_csv(summary, args.out)
-    print(f"mesh-shootout ({data.manifest['hours']:g} h of the synthetic 'shop' app under three meshes)\n")
-    print("requests per second, by workload:")
-    print(summary.pivot(index="workload", columns="mesh", values="rps").round(1).to_string())
-    print("\nsuccess rate by mesh (each mesh classifies failures its own way):")
-    print(summary.pivot(index="workload", columns="mesh", values="success_rate").round(4).to_string())
-    print("\np99 latency (ms, median over the run) as each workload's own proxy sees it:")
-    print(summary.pivot(index="workload", columns="mesh", values="latency_p99_ms").round(1).to_string())
-    if bounded:
-        print("\nthe histogram bucket each p99 fell in (ms; each mesh has its own buckets):")
-        ranges = summary.assign(bucket=[f"{lo:g}-{hi:g}" for lo, hi in
-                                        zip(summary["latency_p99_low_ms"], summary["latency_p99_high_ms"],
-                                            strict=True)])
-        print(ranges.pivot(index="workload", columns="mesh", values="bucket").to_string())
-        print("p99 differences within bucket resolution (the buckets overlap: not a measured difference):")
-        for row in summary.sort_values(["workload", "mesh"]).itertuples():
-            others = [m for m in str(row.latency_p99_within_resolution_of).split(", ") if m > str(row.mesh)]
-            for other in others:
-                theirs = summary[(summary["workload"] == row.workload) & (summary["mesh"] == other)].iloc[0]
-                print(f"  {row.workload}: {row.mesh} {row.latency_p99_ms:.1f} vs {other} "
-                      f"{theirs['latency_p99_ms']:.1f} ms")
-    else:
-        print("(this dataset predates latency bucket bounds: rebuild it with `make datasets` to see which "
-              "differences are within bucket resolution)")
-    print("\nproxy cost (mean per pod; all proxies' cores, idle included, per 1k rps received):")
-    print(cost.round({"cpu_cores": 4, "memory_mib": 1, "cores_per_1k_rps": 3}).to_string())
-    print(f"\nWrote {out}")
-    return 0
-
-
-def _within_resolution(summary: Any) -> list[str]:
-    """Per row, the other meshes whose p99 bucket for the same workload overlaps this one's: a
-    difference between them is within what their histograms resolve."""
-    out = []
-    for row in summary.itertuples():
-        others = summary[(summary["workload"] == row.workload) & (summary["mesh"] != row.mesh)]
-        overlapping = others[(others["latency_p99_low_ms"] <= row.latency_p99_high_ms)
-                             & (row.latency_p99_low_ms <= others["latency_p99_high_ms"])]
-        out.append(", ".join(str(m) for m in overlapping["mesh"]))
-    return out
+    return run_demo(args.out, args.report)
 
 
 def _check_out(out: str) -> None:
@@ -283,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"meshlab {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="summarise the bundled mesh-shootout dataset and write a CSV")
+    demo = commands.add_parser("demo", help="summarise the bundled mesh-shootout dataset, write a CSV and a report")
     demo.add_argument("--out", default="out/mesh-shootout-summary.csv", help="CSV to write (default: %(default)s)")
+    demo.add_argument("--report", default="meshlab-report", help="report folder to write (default: %(default)s)")
     demo.set_defaults(run=_demo)
 
     query = commands.add_parser(

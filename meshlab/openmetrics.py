@@ -24,6 +24,7 @@ from typing import IO
 
 import numpy as np
 
+from ._files import atomic_write
 from .errors import InvalidArgument
 from .prometheus.promql import LABEL_NAME, METRIC_NAME
 from .timeutil import format_unix_ms
@@ -179,13 +180,11 @@ def write_openmetrics(path: str | os.PathLike[str], series: Iterable[Series],
     for s in series:
         grouped.setdefault(s.name, []).append(s)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as out, OpenMetricsWriter(out) as writer:
+    with atomic_write(path, "w", newline="\n") as out, OpenMetricsWriter(out) as writer:
         for name, members in grouped.items():
             writer.family(name, (types or {}).get(name, "unknown"))
             for s in members:
                 writer.series(s.name, s.labels, s.timestamps_ms, s.values)
-    os.replace(tmp, path)
     return path
 
 

@@ -1,25 +1,32 @@
-"""Write frames to files atomically: a reader never sees a half-written report."""
+"""Reports: ``ml.report(frames, path)`` writes a report folder; :func:`write_csv` one formula-safe CSV.
+
+Everything is written atomically: a reader never sees a half-written file or folder.
+``meshlab.report`` is both this module and, called, :func:`report`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import fcntl
 import os
 import re
-import tempfile
+import sys
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .errors import InvalidArgument
+from ._files import atomic_write, remove_stale_temporaries
 
-__all__ = ["TIMESTAMP_FORMAT", "neutralise", "remove_stale_temporaries", "write_csv", "write_csv_to"]
+if TYPE_CHECKING:
+    from ._reportdir import Report
+
+__all__ = ["TIMESTAMP_FORMAT", "Report", "build_demo_report", "neutralise", "remove_stale_temporaries", "report",
+           "run_demo", "write_csv", "write_csv_to"]
 
 #: How timestamps are written: ISO 8601 in UTC, microseconds, ``Z``.
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
-_TMP_SUFFIX = ".meshlab-tmp"
 # A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV injection").
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
@@ -129,73 +136,6 @@ def write_csv_to(frame: pd.DataFrame, handle: IO[str], *, safe: bool = True) -> 
     rows.close()
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere: the classic read-by-setting, restored at once
-    os.umask(mask)
-    return mask
-
-
-def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove the temporary files of :func:`write_csv` calls that were killed mid-write.
-
-    Every write holds an exclusive ``flock`` on its temporary file while it lives; the kernel
-    releases it when the writer dies, even by SIGKILL. A temporary file whose lock can be
-    taken therefore belongs to no live writer and is removed.
-
-    Parameters
-    ----------
-    folder : path-like
-
-    Returns
-    -------
-    list of Path
-        The files removed.
-    """
-    removed = []
-    for path in Path(folder).glob(f".*{_TMP_SUFFIX}"):
-        try:
-            with open(path, "rb") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while its writer lives
-                path.unlink()
-        except (BlockingIOError, FileNotFoundError, IsADirectoryError, PermissionError):
-            continue
-        removed.append(path)
-    return removed
-
-
-def _destination(path: Path) -> Path:
-    """Where the bytes go: a symlink is written through (its target replaced, the link kept)."""
-    try:
-        target = path.resolve()  # follows every link in the chain; strict=False: the file may be new
-    except (OSError, RuntimeError) as error:  # a symlink loop
-        raise InvalidArgument(f"cannot write {path}: {error}") from None
-    if target.is_dir():
-        raise InvalidArgument(f"cannot write {path}: it is a directory; give a file name such as {path / 'out.csv'}")
-    return target
-
-
-def _locked_temporary(folder: Path, name: str, mode: int) -> tuple[int, str]:
-    """A new temporary file beside the destination, with its lock held and its final mode."""
-    while True:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=_TMP_SUFFIX, dir=folder)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:  # a cleaner may have taken the lock first and removed the file: start again
-            if os.stat(tmp).st_ino == os.fstat(fd).st_ino:
-                os.fchmod(fd, mode)
-                return fd, tmp
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-
-
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, safe: bool = True) -> Path:
     """Write a frame as CSV, atomically.
 
@@ -235,23 +175,95 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], *, safe: bool =
     OSError
         If the folder cannot be created or written.
     """
-    path = Path(path)
-    target = _destination(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(target.parent)
-    try:
-        mode = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    fd, tmp = _locked_temporary(target.parent, target.name, mode)
-    try:
-        with os.fdopen(os.dup(fd), "w", encoding="utf-8", newline="") as handle:
-            write_csv_to(frame, handle, safe=safe)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(fd)  # releases the lock
-    return path
+    with atomic_write(path, "w", newline="") as handle:
+        write_csv_to(frame, handle, safe=safe)
+    return Path(path)
+
+
+def report(frames: Mapping[str, pd.DataFrame] | Any, path: str | os.PathLike[str] = "meshlab-report", *,
+           title: str | None = None, description: str | None = None, charts: bool = True,
+           extra_charts: Mapping[str, Any] | None = None, slo_ms: float | None = None, safe: bool = True) -> Report:
+    """Write a report folder: every table as CSV and Parquet, a column dictionary, and one HTML page.
+
+    The folder holds, per table, ``NAME.csv`` (timestamps ISO 8601 in UTC, units in the column
+    names, formula-like text neutralised as :func:`write_csv` does) and ``NAME.parquet`` (the
+    frame as it is); ``columns.csv``, the data dictionary (table, column, dtype, unit,
+    description); ``report.json``, what the folder holds; and ``report.html``, a self-contained
+    page with the charts of :mod:`meshlab.charts` that the tables support and a summary of each
+    table. The page loads nothing from the network: Vega, Vega-Lite and vega-embed are inlined.
+
+    The folder is built beside ``path`` and put in its place in one step: a failure leaves the
+    previous report (or none), never half of one. Only an empty folder or an earlier meshlab
+    report is replaced.
+
+    Parameters
+    ----------
+    frames : mapping of str to pandas.DataFrame, or Dataset
+        The tables by name (the names become file names): adapter frames (``traffic``, ``edges``,
+        ``tcp``, ``proxies``), ``benchmark`` frames, :func:`meshlab.compare` output,
+        :func:`meshlab.capacity.fit` output, or any frame (written, summarised, not charted).
+        A :class:`~meshlab.datasets.Dataset` gives its adapter frames and its title.
+    path : path-like
+        The report folder (default ``./meshlab-report``).
+    title, description : str, optional
+        The page's heading and the line below it.
+    charts : bool
+        Draw the charts the tables support (default True): traffic gives golden signals, latency
+        by mesh and the lowest success rates; edges give the rps and success-rate matrices;
+        benchmark gives proxy CPU against load (with a fit when one is among the tables) and,
+        with ``slo_ms``, latency against load; a comparison gives its intervals.
+    extra_charts : mapping of str to altair chart, optional
+        More charts, by title.
+    slo_ms : float, optional
+        The latency objective drawn on the latency-against-load chart.
+    safe : bool
+        Neutralise formula-like text cells in the CSVs (default True).
+
+    Returns
+    -------
+    Report
+        The folder, its tables and charts; shows a summary in JupyterLab.
+
+    Raises
+    ------
+    InvalidArgument
+        For a table name that cannot be a file name, something that is not a frame, or a ``path``
+        holding a file or a folder that is not a meshlab report.
+    """
+    from ._reportdir import build
+
+    return build(frames, path, title=title, description=description, charts=charts, extra_charts=extra_charts,
+                 slo_ms=slo_ms, safe=safe)
+
+
+def build_demo_report(path: str | os.PathLike[str] = "meshlab-report") -> Report:
+    """The full report of the bundled mesh-shootout dataset (what ``make demo`` builds)."""
+    from ._demo import build_demo_report as build
+
+    return build(path)
+
+
+def run_demo(out: str | os.PathLike[str] = "out/mesh-shootout-summary.csv",
+             report_path: str | os.PathLike[str] = "meshlab-report", *, file: IO[str] | None = None) -> int:
+    """``meshlab demo``: print the per-mesh summary, write it as CSV and build the full report; returns 0."""
+    from ._demo import run_demo as run
+
+    return run(out, report_path, file=file)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Report":
+        from ._reportdir import Report
+
+        return Report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """Importing ``meshlab.report`` binds the module to ``meshlab.report``; calling it still builds a report."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Report:
+        return report(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import pandas as pd
 import yaml
 
 import meshlab
+from meshlab._files import atomic_folder
 from meshlab.sim import load_scenario
 from meshlab.sim.costs import __doc__ as COSTS_DOC
 from meshlab.sim.sandbox import Sandbox
@@ -76,11 +74,10 @@ def build(out: Path, hours: float) -> None:
     began = time.perf_counter()
     own_end = load_scenario("shop").start + pd.Timedelta(hours=hours)  # the dataset keeps the scenario's date
     box = Sandbox("shop", ("linkerd", "istio", "consul"), hours, cache=False, end=own_end)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=out))
-    try:
+    with atomic_folder(out / name) as tmp:  # the old dataset stays until the new one is whole
         _build_into(tmp, out, name, box, hours, began)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    size = sum(p.stat().st_size for p in (out / name).iterdir())
+    print(f"built {out / name} ({size / 1e6:.1f} MB) in {time.perf_counter() - began:.0f} s")
 
 
 def _build_into(tmp: Path, out: Path, name: str, box: Sandbox, hours: float, began: float) -> None:
@@ -127,13 +124,6 @@ def _build_into(tmp: Path, out: Path, name: str, box: Sandbox, hours: float, beg
     (tmp / "scenario.yaml").write_text(yaml.safe_dump(box.scenario.to_dict(), sort_keys=False))
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (tmp / "README.md").write_text(card(manifest, box, frames))
-    target = out / name
-    if target.exists():
-        shutil.rmtree(target)
-    tmp.chmod(0o755)  # mkdtemp made it private
-    os.replace(tmp, target)
-    size = sum(p.stat().st_size for p in target.iterdir())
-    print(f"built {target} ({size / 1e6:.1f} MB) in {time.perf_counter() - began:.0f} s")
 
 
 def card(manifest: dict, box: Sandbox, frames: dict[str, pd.DataFrame]) -> str:

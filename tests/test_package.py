@@ -58,7 +58,7 @@ def test_cli_reports_errors_without_a_traceback(prometheus_server, capsys):
 
 def test_demo_summarises_the_bundled_dataset(tmp_path, capsys):
     out = tmp_path / "demo.csv"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--report", str(tmp_path / "meshlab-report")]) == 0
     summary = pd.read_csv(out)
     assert set(summary["mesh"]) == {"linkerd", "istio", "consul"}
     assert set(summary["workload"]) == {"frontend", "catalog", "cart", "checkout", "payments", "ledger"}

@@ -250,7 +250,7 @@ def test_dataset_build_and_demo_say_when_meshes_differ_within_bucket_resolution(
         estimate, low, high = (traffic[schema.quantile_column(q, b)] for b in (None, "low", "high"))
         assert (estimate.notna() == low.notna()).all() and (low <= estimate).all() and (estimate <= high).all()
     out = tmp_path / "demo.csv"
-    assert main(["demo", "--out", str(out)]) == 0
+    assert main(["demo", "--out", str(out), "--report", str(tmp_path / "meshlab-report")]) == 0
     summary = pd.read_csv(out, keep_default_na=False, na_values=[""], dtype={"latency_p99_within_resolution_of": str})
     layouts = {"linkerd": LINKERD_BUCKETS_MS, "istio": ENVOY_BUCKETS_MS, "consul": ENVOY_BUCKETS_MS}
     for row in summary.itertuples():

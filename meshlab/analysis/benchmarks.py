@@ -12,13 +12,13 @@ import glob
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
 import pandas as pd
 
+from .._files import atomic_write
 from ..errors import InvalidArgument
 from ..schema import FRAMES, conform
 from .readers import fortio, istio_csv, smp, table
@@ -253,14 +253,7 @@ def write_smp(frame: pd.DataFrame, path: PathLike) -> Path:
     docs = smp.to_smp(frame)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(docs, f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(target, "w") as f:
+        json.dump(docs, f, indent=1, allow_nan=False)
+        f.write("\n")
     return target

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -91,21 +90,9 @@ def save(chart: Any, path: str | os.PathLike[str], *, format: str | None = None,
         first = str(exc).strip().splitlines()
         detail = " ".join(first[:2]) if first else type(exc).__name__
         raise InvalidArgument(f"chart: vl-convert could not render it as {fmt}: {detail}") from exc
-    _write_atomic(target, payload)
+    from .._files import atomic_write
+
+    with atomic_write(target, "wb") as handle:
+        handle.write(payload)
     return target
 
-
-def _write_atomic(target: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a saved chart is an ordinary file
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

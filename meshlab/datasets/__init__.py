@@ -77,6 +77,11 @@ class Dataset:
                 f"{', '.join(self.frames)}, truth: {', '.join(self.truth)}; "
                 f"{self.manifest.get('description', '')}>")
 
+    def _repr_html_(self) -> str:
+        from .._html import dataset_html
+
+        return dataset_html(self)
+
 
 def _read(path: Path, kind: str) -> pd.DataFrame:
     return schema.conform(pd.read_parquet(path), kind)  # Parquet may hand back another time unit

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import email.utils
 import ipaddress
+import itertools
 import logging
 import math
 import re
@@ -31,7 +32,7 @@ from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionErro
 from urllib3.util.retry import Retry
 
 from .. import schema
-from ..errors import InvalidArgument, PrometheusUnavailable, PrometheusWarning, ResponseError
+from ..errors import InvalidArgument, PrometheusUnavailable, PrometheusWarning, QueryError, ResponseError
 from ..timeutil import (
     Duration,
     TimeLike,
@@ -65,6 +66,18 @@ _JSON_START = re.compile(rb"\s*\{")
 _ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: How servers say a query is too large for them, where a shorter range may pass: Prometheus'
+#: --query.max-samples, VictoriaMetrics' -search.maxSamplesPerQuery, -search.maxSamplesPerSeries,
+#: -search.maxPointsPerTimeseries and -search.maxMemoryPerQuery, Prometheus' (and Thanos', Cortex',
+#: Mimir's) points-per-series and sample/chunk limits.
+_TOO_LARGE = re.compile(
+    r"would load too many samples|cannot select more than -search\.maxSamplesPerQuery"
+    r"|cannot process more than \d+ samples per series|cannot exceed -search\.maxPointsPerTimeseries"
+    r"|-search\.maxMemoryPerQuery|exceeded maximum resolution of [\d,]+ points per timeseries"
+    r"|exceeded the maximum number of (?:samples|chunks)|the query hit the max number of chunks"
+    r"|exceeded (?:the )?sample limit",
+    re.IGNORECASE,
+)
 _active = threading.local()
 
 
@@ -271,11 +284,15 @@ class Prometheus:
         max_points : int
             The most points per series one request may ask for. Longer ranges are split
             into chunks aligned on ``start + k * step``, fetched concurrently and merged, so
-            the result is exactly what one unlimited query would return.
+            the result is exactly what one unlimited query would return. A chunk the server
+            refuses for its size (too many samples, points or memory) is split in halves and
+            retried, and later chunks start at the size that passed; a
+            :class:`~meshlab.errors.PrometheusWarning` says what was split.
         max_requests : int
             The most requests (chunks) the query may need; a query needing more is refused
             before anything is sent (one second steps over a year would need 2,867). Chunks are
-            sent ``max_workers`` at a time and the first failure stops the rest.
+            sent ``max_workers`` at a time and the first failure stops the rest. Requests added
+            by splitting count too: past the limit, the server's refusal is a ``QueryError``.
         progress : bool, optional
             Show a progress bar over chunks: None shows one only if fetching takes over two
             seconds; True always; False never.
@@ -308,20 +325,17 @@ class Prometheus:
                 f"max_requests={needed} if you mean it"
             )
         step_text = format_unix_ms(step_ms)
-        windows = (
-            (start_ms + first * step_ms, start_ms + (min(first + max_points, points) - 1) * step_ms)
-            for first in range(0, points, max_points)
-        )
-        requests_params = (
-            {"query": promql, "start": format_unix_ms(lo), "end": format_unix_ms(hi), "step": step_text}
-            for lo, hi in windows
-        )
-        results = self._fetch_all("query_range", requests_params, needed, promql, progress)
+        splitter = _Splitter(self, promql, start_ms, step_ms, step_text, max_points, max_requests, needed)
+        windows = iter([(first, min(max_points, points - first)) for first in range(0, points, max_points)])
+        pieces = self._fetch_all(splitter, windows, needed, progress)
+        results = [parsed for piece in pieces for parsed in piece]
         notes: dict[str, None] = {}
         infos: dict[str, None] = {}
         for parsed in results:
             notes.update(dict.fromkeys(parsed.warnings))
             infos.update(dict.fromkeys(parsed.infos))
+        if splitter.refused:
+            notes[splitter.summary()] = None
         self._warn(list(notes), list(infos))
         return frame_from_block(merge_blocks([p.block for p in results]))
 
@@ -353,15 +367,15 @@ class Prometheus:
         status, response_headers, answer = self._exchange("POST", url, body, {**self._headers, **headers})
         return status, answer.decode(_charset(response_headers.get("Content-Type", "")), "replace")
 
-    def _fetch_all(self, endpoint: str, param_sets: Iterator[dict[str, str]], count: int, promql: str,
-                   progress: bool | None) -> list[Parsed]:
+    def _fetch_all(self, splitter: _Splitter, windows: Iterator[tuple[int, int]], count: int,
+                   progress: bool | None) -> list[list[Parsed]]:
         if count == 1:
-            return [self._fetch(endpoint, next(param_sets), promql)]
+            return [splitter.fetch(*next(windows))]
         from tqdm.auto import tqdm
 
-        results: list[Parsed | None] = [None] * count
-        numbered = enumerate(param_sets)
-        pending: dict[Future[Parsed], int] = {}
+        results: list[list[Parsed] | None] = [None] * count
+        numbered = enumerate(windows)
+        pending: dict[Future[list[Parsed]], int] = {}
         workers = min(self.max_workers, count)
         bar = tqdm(total=count, unit="chunk", desc="query_range", leave=False,
                    disable=progress is False, delay=0 if progress else 2.0)
@@ -371,7 +385,7 @@ class Prometheus:
                 # Chunks are submitted as others finish: never more than `workers` in flight.
                 item = next(numbered, None)
                 if item is not None:
-                    pending[pool.submit(self._fetch, endpoint, item[1], promql)] = item[0]
+                    pending[pool.submit(splitter.fetch, *item[1])] = item[0]
 
             for _ in range(workers):
                 submit_next()
@@ -383,6 +397,7 @@ class Prometheus:
                         bar.update(1)
                         submit_next()
             except BaseException:
+                splitter.stop = True
                 for future in pending:
                     future.cancel()
                 raise
@@ -543,6 +558,87 @@ class Prometheus:
             warnings.warn(f"Prometheus: {note}", PrometheusWarning, stacklevel=3)
         for info in infos:
             warnings.warn(f"Prometheus (info): {info}", PrometheusWarning, stacklevel=3)
+
+
+class _Splitter:
+    """Fetches the chunks of one range query; a chunk the server refuses as too large is split and retried.
+
+    A refusal lowers the points per request for every chunk still to come, so each size the
+    server refuses is sent once, not once per chunk. Pieces stay aligned on ``start + k * step``,
+    so the merged result is the one an unlimited server returns.
+    """
+
+    def __init__(self, client: Prometheus, promql: str, start_ms: int, step_ms: int, step_text: str,
+                 max_points: int, max_requests: int, planned: int):
+        self.client, self.promql = client, promql
+        self.start_ms, self.step_ms, self.step_text = start_ms, step_ms, step_text
+        self.limit = max_points  # the most points per request the server has not refused
+        self.max_requests = max_requests
+        self.budget = max_requests - planned  # requests splitting may add
+        self.sent = 0
+        self.refused = 0
+        self.reason = ""
+        self.stop = False
+        self._lock = threading.Lock()
+
+    def fetch(self, first: int, count: int) -> list[Parsed]:
+        """The parsed answers for points ``first .. first + count - 1``, in time order."""
+        out: list[Parsed] = []
+        todo = [(first, count)]
+        while todo and not self.stop:
+            first, count = todo.pop()
+            if count > self.limit:  # a size already refused elsewhere: split before sending
+                todo.extend(reversed(self._pieces(first, count, extra=-1)))
+                continue
+            lo, hi = self.start_ms + first * self.step_ms, self.start_ms + (first + count - 1) * self.step_ms
+            params = {"query": self.promql, "start": format_unix_ms(lo), "end": format_unix_ms(hi),
+                      "step": self.step_text}
+            with self._lock:
+                self.sent += 1
+            try:
+                out.append(self.client._fetch("query_range", params, self.promql))
+            except QueryError as exc:
+                if not _TOO_LARGE.search(exc.message):
+                    raise
+                if count == 1:
+                    raise QueryError(exc.error_type, f"{exc.message} (even for one step: meshlab split the range "
+                                     "down to single steps; narrow the query to fewer series or a shorter "
+                                     "[window], or raise the server's limit)", exc.query, exc.status) from None
+                with self._lock:
+                    self.refused += 1
+                    self.reason = exc.message
+                    self.limit = min(self.limit, (count + 1) // 2)
+                log.debug("query_range: the server refused %d points per series as too large; splitting", count)
+                todo.extend(reversed(self._pieces(first, count, extra=0, refused=exc)))
+        return out
+
+    def _pieces(self, first: int, count: int, *, extra: int, refused: QueryError | None = None
+                ) -> list[tuple[int, int]]:
+        parts = -(-count // self.limit)
+        with self._lock:
+            if parts + extra > self.budget:
+                detail = f"{refused.message}; " if refused is not None else ""
+                raise QueryError(
+                    refused.error_type if refused is not None else "execution",
+                    f"{detail}the server refuses more than about {self.limit:,} points per series in one request, "
+                    f"so this query_range needs more than max_requests={self.max_requests:,} requests; use a "
+                    "coarser step= or a shorter range, pass a larger max_requests= if you mean it, or raise the "
+                    "server's limit", self.promql, refused.status if refused is not None else None)
+            self.budget -= parts + extra
+        edges = [first + count * i // parts for i in range(parts + 1)]
+        return [(a, b - a) for a, b in itertools.pairwise(edges)]
+
+    def summary(self) -> str:
+        """The warning telling what was split and why."""
+        reason = self.reason
+        found = _TOO_LARGE.search(reason)
+        if len(reason) > 240 and found:  # the limit's own words, not the query VictoriaMetrics repeats first
+            lo, hi = max(0, found.start() - 60), min(len(reason), found.end() + 60)
+            reason = ("..." if lo else "") + reason[lo:hi] + ("..." if hi < len(reason) else "")
+        return (f"the server refused {self.refused} request(s) of this query_range as too large ({reason}); "
+                f"meshlab split the range into requests of at most {self.limit:,} points per series "
+                f"({self.sent} requests in all, the refused ones included) and merged them into the result "
+                "one query would give")
 
 
 def _check_promql(promql: str) -> str:

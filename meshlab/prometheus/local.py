@@ -45,6 +45,8 @@ INSTALL_HINTS = {
     "(Debian/Ubuntu) or download victoria-metrics-prod from the VictoriaMetrics releases",
 }
 INSTALL_HINTS["promtool"] = INSTALL_HINTS["prometheus"] + " (promtool ships with it)"
+INSTALL_HINTS["chromium"] = "install it with `apt-get install --no-install-recommends chromium` (Debian/Ubuntu)"
+INSTALL_HINTS["kubectl"] = "install it with `apt-get install --no-install-recommends kubernetes-client` (Debian/Ubuntu)"
 
 
 def find_binary(name: str, *alternatives: str, env: str | None = None) -> str:

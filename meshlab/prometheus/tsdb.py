@@ -29,6 +29,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from .._files import atomic_write
+
 __all__ = ["MANIFEST", "ManifestError", "can_shift", "read_manifest", "shift_blocks", "verify_manifest",
            "write_manifest"]
 
@@ -242,9 +244,8 @@ def write_manifest(root: str | os.PathLike[str], **extra: Any) -> dict[str, Any]
     base = Path(root)
     manifest = {**extra, "files": {str(p.relative_to(base)): {"size": p.stat().st_size, "blake2b": _digest(p)}
                                    for p in _files(base)}}
-    tmp = base / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, base / MANIFEST)
+    with atomic_write(base / MANIFEST, "w") as handle:
+        handle.write(json.dumps(manifest, indent=1, sort_keys=True))
     return manifest
 
 

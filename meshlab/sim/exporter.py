@@ -36,15 +36,20 @@ class SimExporter:
         Simulated seconds per wall-clock second.
     host, port : str, int
         Where to listen; port 0 picks a free port.
+    origin_ms : int, optional
+        Tie simulated time to the wall clock: the run's first scrape is at this unix time
+        (milliseconds), and each request serves the scrape the clock is at (a live sandbox,
+        whose run is placed in real time). By default simulated time starts with the exporter.
     """
 
     def __init__(self, traffic: Traffic, meshes: Sequence[str], *, speed: float = 1.0,
-                 host: str = "127.0.0.1", port: int = 0):
+                 host: str = "127.0.0.1", port: int = 0, origin_ms: int | None = None):
         if speed <= 0:
             raise InvalidArgument(f"speed must be positive, got {speed!r}")
         self.traffic = traffic
         self.meshes = tuple(meshes)
         self.speed = float(speed)
+        self.origin_ms = origin_ms
         self._chunks: Iterator[tuple[slice, list[Block]]] = mesh_chunks(traffic, self.meshes)
         self._current: tuple[slice, list[Block]] | None = None
         self._lock = threading.Lock()
@@ -83,8 +88,11 @@ class SimExporter:
 
     def index(self) -> int:
         """The simulated scrape served now."""
-        elapsed = (time.monotonic() - self._began) * self.speed
-        return min(int(elapsed // self.traffic.interval_s), self.traffic.n - 1)
+        if self.origin_ms is not None:
+            elapsed = (time.time() - self.origin_ms / 1000) * self.speed
+        else:
+            elapsed = (time.monotonic() - self._began) * self.speed
+        return max(0, min(int(elapsed // self.traffic.interval_s), self.traffic.n - 1))
 
     def render(self, index: int | None = None) -> str:
         """The exposition text at a simulated scrape (the current one by default)."""
@@ -105,8 +113,10 @@ class SimExporter:
         return self
 
     def stop(self) -> None:
-        """Stop serving."""
-        self._server.shutdown()
+        """Stop serving (an exporter never started just closes its socket)."""
+        if self._thread is not None:  # shutdown() waits for serve_forever, forever if it never ran
+            self._server.shutdown()
+            self._thread = None
         self._server.server_close()
 
     def __enter__(self) -> SimExporter:

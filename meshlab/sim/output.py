@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .._files import atomic_write
 from ..openmetrics import format_labels, format_value, write_sample_rows
 from .meshes import mesh_families
 from .render import CHUNK_SECONDS, Block, Family, render_chunks
@@ -77,8 +78,7 @@ def write_chunk(path: Path, blocks: Iterable[Block], times_ms: np.ndarray) -> in
     """Write one chunk's blocks as an OpenMetrics file (families merged by name); returns samples written."""
     by_family = _by_family(blocks)
     written = 0
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as out:
+    with atomic_write(path, "wb", durable=False) as out:  # backfill input, read once: no fsync
         for members in by_family.values():
             name, kind = _openmetrics_type(members[0].family)
             out.write(f"# TYPE {name} {kind}\n# HELP {name} {members[0].family.help}\n".encode())
@@ -87,7 +87,6 @@ def write_chunk(path: Path, blocks: Iterable[Block], times_ms: np.ndarray) -> in
                     prefixes, values = _rows(block)
                     written += write_sample_rows(out, prefixes, values, times_ms)
         out.write(b"# EOF\n")
-    os.replace(tmp, path)
     return written
 
 

@@ -22,11 +22,14 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -42,11 +45,14 @@ from ..prometheus.local import (
     remove_stale_workdirs,
 )
 from ..prometheus.tsdb import ManifestError, can_shift, verify_manifest, write_manifest
-from ..timeutil import TimeLike, to_millis, to_timestamp, utc_now
+from ..timeutil import TimeLike, format_duration, to_millis, to_timestamp, utc_now
 from .meshes import check_mesh
 from .output import push_backfill, write_backfill
 from .scenario import Scenario, load_scenario
 from .traffic import Traffic, simulate
+
+if TYPE_CHECKING:
+    from .exporter import SimExporter
 
 __all__ = ["Sandbox", "SandboxCacheWarning", "cache_dir", "end_run_at", "prune_cache", "sandbox"]
 
@@ -55,6 +61,10 @@ DEFAULT_MESHES = ("linkerd", "istio", "consul")
 LOADERS = ("remote-write", "promtool")
 #: How much the sandbox cache may hold before the least recently used runs are removed.
 CACHE_MAX_BYTES = 2 * 2**30
+#: How many hours of traffic a live sandbox simulates after its history (then its counters stop).
+LIVE_HOURS = 6.0
+#: The scrape job of a live sandbox's Prometheus.
+LIVE_JOB = "meshlab-sim"
 
 
 class SandboxCacheWarning(UserWarning):
@@ -171,11 +181,17 @@ class Sandbox:
     server : LocalPrometheus
     prometheus : Prometheus
         The client for the running server.
+    live_traffic : Traffic or None
+        With ``live=True``: the history and the live hours after it, one run placed in real time,
+        whose later scrapes the exporter serves as the clock reaches them.
+    exporter : SimExporter or None
+        With ``live=True``, while running: the ``/metrics`` endpoint Prometheus scrapes.
     """
 
     def __init__(self, scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
                  meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *, cache: bool = True,
-                 load: str = "remote-write", end: TimeLike | None = None):
+                 load: str = "remote-write", end: TimeLike | None = None, live: bool = False,
+                 live_hours: float = LIVE_HOURS):
         for name in meshes:
             check_mesh(name)
         if load not in LOADERS:
@@ -190,6 +206,22 @@ class Sandbox:
         self.scenario = self.traffic.scenario
         self.cache = cache
         self.server: LocalPrometheus | None = None
+        self.exporter: SimExporter | None = None
+        self.live_traffic: Traffic | None = None
+        if not isinstance(live, bool):
+            raise InvalidArgument(f"live must be True or False, got {live!r}; give live_hours= for how long")
+        if live:
+            if end is not None and to_millis(to_timestamp(end, name="end")) < to_millis(utc_now()) - 1000 * 3600:
+                raise InvalidArgument("live=True continues the run in real time from its end: leave end= out "
+                                      "(or near now)")
+            if isinstance(live_hours, bool) or not isinstance(live_hours, (int, float)) or not live_hours > 0:
+                raise InvalidArgument(f"live_hours must be a number of hours > 0, got {live_hours!r}")
+            history_h = self.traffic.interval_s * (self.traffic.n - 1) / 3600
+            # a shorter run is the start of a longer one: the history, then what comes after it
+            full = simulate(self._scenario, hours=history_h + float(live_hours))
+            extra_ms = int(full.times_ms[-1] - full.times_ms[self.traffic.n - 1])
+            self.live_traffic = end_run_at(full, pd.Timestamp(int(self.traffic.times_ms[-1]) + extra_ms, unit="ms",
+                                                              tz="UTC"))
 
     @property
     def key(self) -> str:
@@ -268,11 +300,60 @@ class Sandbox:
                       SandboxCacheWarning, stacklevel=4)
 
     def start(self) -> Sandbox:
-        """Load the run into Prometheus (or reuse its cached blocks, moved in time) and start serving it."""
+        """Load the run into Prometheus (or reuse its cached blocks, moved in time) and start serving it.
+
+        A live sandbox then has Prometheus scrape the simulator's exporter in real time.
+        """
+        warm: threading.Thread | None = None
+        if self.live_traffic is not None:
+            from .exporter import SimExporter
+
+            traffic = self.live_traffic
+            self.exporter = SimExporter(traffic, self.meshes, origin_ms=int(traffic.times_ms[0]))
+            # Rendering the run up to now (counter state carries from chunk to chunk) takes seconds
+            # for hours of history: done while the history loads, not during the first scrape.
+            warm = threading.Thread(target=self.exporter.render, daemon=True)
+            warm.start()
+        try:
+            self._load()
+            if warm is not None:
+                warm.join()
+                self._go_live()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _go_live(self) -> None:
+        """Point the loaded server's scrapes at an exporter serving the run's continuation, as the clock goes."""
+        assert self.server is not None and self.live_traffic is not None and self.exporter is not None
+        traffic = self.live_traffic
+        self.exporter.start()
+        interval = format_duration(pd.Timedelta(seconds=traffic.interval_s))
+        # honor_labels keeps the proxies' own job and instance labels, so the live series continue the history's
+        config = (f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
+                  f"scrape_configs:\n  - job_name: {LIVE_JOB}\n    honor_labels: true\n"
+                  f"    static_configs:\n      - targets: ['{self.exporter.address}']\n")
+        # Only now: a scrape during the load would put samples at "now" ahead of the history being pushed.
+        (self.server.workdir / "prometheus.yml").write_text(config)
+        pid = self.server.pid
+        if pid is None:
+            raise MeshlabError(f"prometheus stopped before the live scrapes began:\n{self.server.log_tail()}")
+        os.kill(pid, signal.SIGHUP)  # reload the configuration
+        deadline = time.monotonic() + 2 * traffic.interval_s + 30
+        while time.monotonic() < deadline:
+            targets = self.server.client.get("targets", {"state": "active"}).get("activeTargets", [])
+            if any(t.get("health") == "up" for t in targets):
+                return
+            time.sleep(0.2)
+        raise MeshlabError(f"prometheus did not scrape the live exporter at {self.exporter.url} within "
+                           f"{2 * traffic.interval_s + 30:g} s; its log ends with:\n{self.server.log_tail()}")
+
+    def _load(self) -> None:
         remove_stale_workdirs("sandbox")  # OpenMetrics of builds that were killed
         if not self.cache:
             self.server = self._uncached_server()
-            return self
+            return
         _cache_budget()  # a bad setting fails before the work, not after
         root = cache_dir() / "sandbox"
         root.mkdir(parents=True, exist_ok=True)
@@ -303,7 +384,7 @@ class Sandbox:
                             damage = f"prometheus did not start from it: {exc}"
                         else:
                             self.server = server
-                            return self
+                            return
             if damage:
                 self._drop(entry, damage)
                 continue
@@ -314,14 +395,14 @@ class Sandbox:
                 except BaseException:
                     self.stop()
                     raise
-                return self
+                return
             self._store_in_cache(self._backfill_blocks)  # then serve it from the cache, like any other start
         else:
             raise MeshlabError(f"the sandbox cache at {root} kept failing (pruned or damaged three times while "
                                "this run was being built); raise MESHLAB_CACHE_MAX_BYTES, check the disk, or pass "
                                "cache=False")
         self.server = self._uncached_server()
-        return self
+        return
 
     @property
     def prometheus(self) -> Prometheus:
@@ -330,7 +411,10 @@ class Sandbox:
         return self.server.client
 
     def stop(self) -> None:
-        """Stop Prometheus and remove its data (the cache stays)."""
+        """Stop Prometheus (and a live sandbox's exporter) and remove its data (the cache stays)."""
+        if self.exporter is not None:
+            self.exporter.stop()
+            self.exporter = None
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -340,6 +424,11 @@ class Sandbox:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _repr_html_(self) -> str:
+        from .._html import sandbox_html
+
+        return sandbox_html(self)
 
     def truth(self, kind: str = "traffic", mesh: str | None = None) -> pd.DataFrame:
         """Ground truth of the run: ``traffic``, ``edges``, ``tcp``, ``proxies`` or ``status_counts``."""
@@ -359,7 +448,8 @@ class Sandbox:
 @contextmanager
 def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
             meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *,
-            cache: bool = True, load: str = "remote-write", end: TimeLike | None = None) -> Iterator[Prometheus]:
+            cache: bool = True, load: str = "remote-write", end: TimeLike | None = None, live: bool = False,
+            live_hours: float = LIVE_HOURS) -> Iterator[Prometheus]:
     """Simulate a scenario into a real local Prometheus and yield a client for it.
 
     Parameters
@@ -387,6 +477,13 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         (about five times faster), or written as OpenMetrics and backfilled with
         ``promtool tsdb create-blocks-from openmetrics`` before it starts. Both hold the same
         samples.
+    live : bool
+        Keep the run going after its history: the simulator's exporter serves the scrapes that
+        follow, each when the wall clock reaches it, and the sandbox's Prometheus scrapes it
+        every scrape interval, so ``at="now"`` moves. Scraping starts once the history is loaded
+        (and cached); the history's end, and so ``end=``, is now.
+    live_hours : float
+        How long the live traffic lasts (6 hours by default); after it the counters stand still.
 
     Yields
     ------
@@ -400,7 +497,7 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         how to install it: ``apt-get install prometheus`` or ``conda install -c conda-forge
         prometheus``.
     """
-    box = Sandbox(scenario, meshes, hours, cache=cache, load=load, end=end)
+    box = Sandbox(scenario, meshes, hours, cache=cache, load=load, end=end, live=live, live_hours=live_hours)
     with box:
         client = box.prometheus
         client.sandbox = box  # type: ignore[attr-defined]
