@@ -19,12 +19,19 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from meshlab.prometheus.local import LocalPrometheus, backfill, stored_samples
+from meshlab.prometheus.local import LocalPrometheus, backfill
 from meshlab.sim import layered_scenario, push_backfill, simulate, write_backfill
+
+try:  # the tests' sample count, when run from a checkout (make bench)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.samples import stored_samples
+finally:
+    sys.path.pop(0)
 
 
 def main() -> None:

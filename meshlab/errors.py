@@ -11,6 +11,7 @@ __all__ = [
     "InvalidArgument",
     "MeshlabError",
     "MeshlabWarning",
+    "PluginWarning",
     "PrometheusError",
     "PrometheusUnavailable",
     "PrometheusWarning",
@@ -112,3 +113,7 @@ class MeshlabWarning(UserWarning):
 
 class ShortWindowWarning(MeshlabWarning):
     """A ``window`` shorter than two scrape intervals: ``rate()`` finds too few samples and rows go missing."""
+
+
+class PluginWarning(UserWarning):
+    """A plugin (an entry point) was skipped: it failed to load, or its name is taken."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io  # noqa: F401  (used by the doctest)
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,7 +27,6 @@ import numpy as np
 
 from ._files import atomic_write
 from .errors import InvalidArgument
-from .prometheus.promql import LABEL_NAME, METRIC_NAME
 from .timeutil import format_unix_ms
 
 __all__ = [
@@ -63,6 +63,11 @@ class Series:
     values: Sequence[float] | np.ndarray
 
 
+#: Prometheus' classic label and metric name syntax (the PromQL builders use the same).
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+
+
 def format_value(value: float) -> str:
     """Format a sample value exactly: shortest round-trip repr, ``NaN``, ``+Inf``, ``-Inf``."""
     value = float(value)
@@ -75,6 +80,23 @@ def format_value(value: float) -> str:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def family_header(name: str, type: str, help: str | None = None, *, text_format: bool = False) -> str:
+    """The lines that start a metric family: ``# TYPE``, then ``# HELP`` (when given), escaped.
+
+    Every writer of OpenMetrics (``text_format=False``) or of Prometheus' text format 0.0.4
+    (``text_format=True``, which escapes only backslashes and line feeds in HELP) starts its
+    families here.
+
+    >>> family_header("up", "gauge", 'Is it "up"?')
+    '# TYPE up gauge\\n# HELP up Is it \\\\"up\\\\"?\\n'
+    """
+    lines = f"# TYPE {name} {type}\n"
+    if help:
+        escaped = help.replace("\\", "\\\\").replace("\n", "\\n") if text_format else _escape(help)
+        lines += f"# HELP {name} {escaped}\n"
+    return lines
 
 
 def format_labels(labels: Mapping[str, str]) -> str:
@@ -131,9 +153,7 @@ class OpenMetricsWriter:
         if name in self._families:
             raise InvalidArgument(f"family {name!r} was already written; OpenMetrics needs its samples together")
         self._families.add(name)
-        self._out.write(f"# TYPE {name} {type}\n")
-        if help:
-            self._out.write(f"# HELP {name} {_escape(help)}\n")
+        self._out.write(family_header(name, type, help))
 
     def series(self, name: str, labels: Mapping[str, str], timestamps_ms: Iterable[int],
                values: Iterable[float]) -> None:

@@ -472,3 +472,16 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
     pixels = np.asarray(image, dtype=np.int16)
     coloured = (pixels.max(axis=2) - pixels.min(axis=2)) > 60
     assert coloured.mean() > 0.002, coloured.mean()
+
+
+def test_comparison_draws_a_live_traffic_comparison(shootout):
+    """ml.compare on traffic frames adds scope, n, block_length, resolution_ms: once taken for row labels, it failed."""
+    delta = ml.compare(shootout.frames["traffic"], baseline="linkerd", metrics=["latency_p99_ms"])
+    spec = charts.comparison(delta).to_dict()
+    data = dataset_with(spec, "key", "delta")
+    overall = delta[delta["scope"] == "overall"].set_index("mesh")["delta"]
+    drawn = data[data["key"] == "overall"].set_index("mesh")["delta"]
+    assert set(drawn.index) == {"istio", "consul"}
+    for mesh, value in drawn.items():
+        assert value == pytest.approx(overall[mesh], rel=1e-5)
+    assert "shop/cart" in set(data["key"])

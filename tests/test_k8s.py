@@ -423,6 +423,7 @@ def test_read_smi_reads_the_cluster_s_traffic_metrics(kube):
     assert rows.loc["web", "rps"] == pytest.approx(100 / 30)  # over the 30 s window
     assert rows.loc["cart", "latency_p99_ms"] == 12.5  # the quantity 12500m (milli-milliseconds)
     assert rows.loc["web", "latency_p99_ms"] == 250
+    pd.testing.assert_frame_equal(ml.smi.read(mesh="linkerd"), frame)  # the same reader under ml.smi
     assert (frame["timestamp"] == pd.Timestamp("2026-11-29T17:00:00Z")).all()
     assert set(frame["namespace"]) == {"shop"} and set(frame["mesh"]) == {"linkerd"}
     assert ("GET", path, True) in c.requests

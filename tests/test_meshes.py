@@ -76,11 +76,11 @@ def test_a_third_party_mesh_plugs_in_through_the_entry_point_group(run, tmp_path
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-mesh\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[meshlab.meshes]\ntoy = toy_mesh:Toy\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(base, "_ENTRY_POINTS_LOADED", False)
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
-    assert "toy" in ml.meshes.available()
-    frame = ml.mesh("toy", prom).traffic(at=end)
-    assert set(frame["mesh"]) == {"toy"} and len(frame) > 0
+    with ml.meshes.registry.snapshot() as registry:
+        registry.refresh()
+        assert "toy" in ml.meshes.available()
+        frame = ml.mesh("toy", prom).traffic(at=end)
+        assert set(frame["mesh"]) == {"toy"} and len(frame) > 0
     sys.modules.pop("toy_mesh", None)
 
 
@@ -379,34 +379,6 @@ def test_tcp_and_proxy_queries_do_not_grow_with_the_workloads(run, monkeypatch):
 ])
 def test_workload_of_pod(pod, workload):
     assert base.workload_of_pod(pod) == workload
-
-
-def test_promql_names_every_signal(run):
-    _, prom, _, _ = run
-    consul = ml.Consul(prom)
-    with pytest.raises(InvalidArgument, match="consul has no open-connection metric for this view"):
-        consul.promql("open_connections", "service")  # the workload view: Envoy's TCP proxy has no gauge
-    assert consul.promql("open_connections", "service", namespace="back", side="client") == (
-        'sum by (namespace, consul_source_service, consul_destination_namespace, consul_destination_service) '
-        '(envoy_cluster_upstream_cx_active{envoy_cluster_name!="local_app",consul_destination_service!="",'
-        'namespace="back"})')
-    # Istio has no open-connection gauge: opened minus closed, each summed per edge
-    sel = '{reporter="destination",source_workload="api",destination_workload!="unknown"}'
-    group = "sum by (source_workload_namespace, source_workload, destination_workload_namespace, destination_workload)"
-    opened = f"{group} (istio_tcp_connections_opened_total{sel})"
-    assert ml.Istio(prom).promql("open_connections", side="server", name="api") == (
-        f"{opened} - ({group} (istio_tcp_connections_closed_total{sel}) or {opened} * 0)")
-    assert ml.Linkerd(prom).promql("memory_bytes", source="proxy") == (
-        'sum by (namespace, pod) (process_resident_memory_bytes{job="linkerd-proxy"})')
-    with pytest.raises(InvalidArgument, match="proxy signals are per pod: give namespace= only"):
-        ml.Linkerd(prom).promql("cpu_cores", "deployment")
-    assert ml.Linkerd(prom).promql("cpu_cores", namespace="front", window="5m") == (
-        'sum by (namespace, pod, container) (rate(container_cpu_usage_seconds_total{container=~"linkerd-proxy",'
-        'image!="",namespace="front"}[5m]))')
-    with pytest.raises(InvalidArgument, match="consul has no 'server' side for TCP; sides: client"):
-        consul.promql("opened_connections", "service", side="server")
-    with pytest.raises(InvalidArgument, match="unknown signal 'bytes'; must be one of: success_count"):
-        consul.promql("bytes", "service")
 
 
 # -- many sources ----------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from meshlab import schema
 from meshlab.errors import InvalidArgument
 from meshlab.meshes.hubble import Hubble
 from meshlab.meshes.kuma import Kuma
-from meshlab.prometheus.local import LocalPrometheus, stored_samples
+from meshlab.prometheus.local import LocalPrometheus
 from meshlab.sim import truth
 from meshlab.sim.costs import MESH_COSTS
 from meshlab.sim.meshes import ENVOY_BUCKETS_MS, HUBBLE_BUCKETS_S, NODES, mesh_families, node_proxies
@@ -42,6 +42,7 @@ from .adapter_support import (
     windowed_truth,
 )
 from .conftest import require_binary
+from .samples import stored_samples
 
 INCIDENTS = Path(__file__).parent / "scenarios" / "incidents.yaml"
 MESHES = ("kuma", "hubble")

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from .conftest import require_binary
+from .conftest import UPSTREAM, require_binary
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ALL_MESHES = ("linkerd", "istio", "consul", "kuma", "hubble")
@@ -61,11 +61,13 @@ def test_readme_has_python_examples():
 
 
 @pytest.mark.parametrize("index", range(len(python_blocks())), ids=lambda i: f"block{i + 1}")
-def test_readme_example_returns_data(index, readme_sandbox):
+def test_readme_example_returns_data(index, readme_sandbox, tmp_path, monkeypatch):
     import meshlab as ml
 
     prom = readme_sandbox
+    monkeypatch.chdir(tmp_path)  # what the examples write (charts, reports) stays out of the checkout
     source = python_blocks()[index].replace("http://127.0.0.1:9090", prom.url)
+    source = source.replace("../shared/fixtures/upstream/", f"{UPSTREAM}/")
     empty: list[str] = []
     lines = source.splitlines()
 

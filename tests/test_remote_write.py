@@ -13,12 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshlab.errors import PrometheusError, PrometheusUnavailable
-from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, free_port, stored_samples
+from meshlab.prometheus.local import LocalPrometheus, LocalVictoriaMetrics, free_port
 from meshlab.prometheus.remote_write import RemoteWriter, encode_labels, encode_timeseries
 from meshlab.sim import push_backfill
 from meshlab.sim.output import PUSH_SLICE_SECONDS, _lines, mesh_chunks
 
 from .conftest import require_binary
+from .samples import stored_samples
 
 
 def _write_request_class():

@@ -17,10 +17,10 @@ import pytest
 
 import meshlab as ml
 from meshlab.errors import BinaryNotFoundError
-from meshlab.prometheus.local import stored_samples
 from meshlab.sim import sandbox as sandbox_module
 
 from .conftest import require_binary
+from .samples import stored_samples
 from .test_sim import INCIDENTS
 
 

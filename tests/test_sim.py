@@ -300,8 +300,6 @@ def test_a_short_run_is_exactly_the_start_of_a_longer_one(starts):
     pd.testing.assert_series_equal(_plain(ours)["cpu_cores"], theirs["cpu_cores"])
 
 
-@pytest.mark.xfail(strict=True, reason="meshes.proxy_usage draws CPU then memory noise from one stream, so memory "
-                                       "depends on the run's length; needs a stream each (sim/meshes.py)")
 def test_a_short_runs_proxy_memory_is_the_start_of_a_longer_ones():
     from meshlab.sim import truth
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from meshlab.prometheus.local import LocalPrometheus, stored_samples
+from meshlab.prometheus.local import LocalPrometheus
 from meshlab.sim import truth
 from meshlab.sim.dist import weighted_quantile
 from meshlab.sim.exporter import SimExporter
@@ -25,6 +25,7 @@ from meshlab.sim.scenario import load_scenario
 from meshlab.sim.traffic import simulate
 
 from .conftest import SIM_MESHES, require_binary
+from .samples import stored_samples
 from .test_sim import INCIDENTS
 
 

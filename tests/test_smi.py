@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 import meshlab as ml
 from meshlab import schema
 from meshlab.errors import InvalidArgument
-from meshlab.smi import _format_go_duration, format_quantity, from_traffic_metrics, parse_quantity, to_traffic_metrics
+from meshlab.smi import format_go_duration, format_quantity, from_traffic_metrics, parse_quantity, to_traffic_metrics
 
 try:  # an independent parser to check ours against (the kubernetes client is a dependency, but optional here)
     from kubernetes.utils.quantity import parse_quantity as K8S_PARSE
@@ -253,10 +253,10 @@ def test_window_is_a_go_duration(window, text):
 
 
 def test_go_duration_formatting_below_a_second_and_for_long_windows():
-    assert _format_go_duration(0) == "0s"
-    assert _format_go_duration(999) == "999ns"
-    assert _format_go_duration(1_500) == "1.5µs"
-    assert _format_go_duration(2 * 3600 * 10**9 + 3 * 10**9 + 5 * 10**8) == "2h0m3.5s"
+    assert format_go_duration(0) == "0s"
+    assert format_go_duration(999) == "999ns"
+    assert format_go_duration(1_500) == "1.5µs"
+    assert format_go_duration(2 * 3600 * 10**9 + 3 * 10**9 + 5 * 10**8) == "2h0m3.5s"
 
 
 # -- Kubernetes quantities ---------------------------------------------------------------------
@@ -797,3 +797,35 @@ def test_any_value_anywhere_is_read_or_refused_cleanly(changes):
     assert not np.isinf(metrics).any() and not (metrics < 0).any()
     latencies = out.filter(like="latency_").to_numpy()
     assert not (latencies < 0).any()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(min_value=1e-6, max_value=1 - 1e-6, allow_nan=False).filter(lambda q: q not in (0.5, 0.9, 0.99)))
+def test_every_quantile_column_round_trips_and_validates(q):
+    """Extra quantile columns (``latency_p05_ms``, ``latency_p0999_ms``...) come back under their own name, valid."""
+    column = schema.quantile_column(q)
+    frame = traffic_frame([dict(timestamp="2024-01-01", mesh="linkerd", kind="deployment", namespace="shop",
+                                name="web", success_count=10.0, failure_count=2.0, latency_p99_ms=5.0,
+                                **{column: 3.0})], window_s=30)
+    back = from_traffic_metrics(to_traffic_metrics(frame))
+    assert back[column].tolist() == [3.0]
+    ml.validate(back, "traffic")
+
+
+@pytest.mark.parametrize(("metric", "column"), [("p5_response_latency", "latency_p05_ms"),
+                                                ("p95_response_latency", "latency_p95_ms"),
+                                                ("p999_response_latency", "latency_p999_ms")])
+def test_foreign_percentile_names_read_as_percent(small, metric, column):
+    """An SMI server's ``p5`` is the 5th percentile: it once became ``latency_p5_ms``, which validate() refuses."""
+    obj = to_traffic_metrics(small)
+    obj["items"][0]["metrics"].append({"name": metric, "unit": "ms", "value": "4"})
+    back = from_traffic_metrics(obj)
+    assert back[column].tolist() == [4.0]
+    ml.validate(back, "traffic")
+
+
+def test_a_percentile_name_of_zero_is_refused(small):
+    obj = to_traffic_metrics(small)
+    obj["items"][0]["metrics"].append({"name": "p0_response_latency", "unit": "ms", "value": "4"})
+    with pytest.raises(InvalidArgument, match="names no percentile"):
+        from_traffic_metrics(obj)

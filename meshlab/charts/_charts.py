@@ -434,7 +434,7 @@ def worst_workloads(traffic: pd.DataFrame, *, n: int = 10, min_requests: float =
 # --- analysis frames: comparison, capacity, latency against load ------------------------------------------
 
 _COMPARE_FIXED = {"mesh", "mode", "baseline", "metric", "value", "baseline_value", "delta", "delta_low",
-                  "delta_high", "n", "baseline_n", "flags", "summary"}
+                  "delta_high", "n", "baseline_n", "flags", "summary", "block_length", "resolution_ms"}
 
 
 def _key_label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -451,10 +451,12 @@ def _key_label(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
         return f"{name}={value}"
 
     if {"namespace", "name"} <= set(keys):
-        rest = [k for k in keys if k not in ("namespace", "name")]
-        label = _prep.qualified(frame["namespace"], frame["name"])
+        rest = [k for k in keys if k not in ("namespace", "name", "scope")]
+        label = _prep.qualified(frame["namespace"], frame["name"]).astype(object)
+        if "scope" in keys:  # live comparisons: all workloads together is one row, "overall"
+            label = label.where(frame["scope"].astype(object) != "overall", "overall")
         for k in rest:
-            label = label + ", " + frame[k].map(lambda v, k=k: fmt(k, v))
+            label = label + ", " + frame[k].astype(object).map(lambda v, k=k: fmt(k, v))
         return label
     cols = [frame[k].astype(object).map(lambda v, k=k: fmt(k, v)) for k in keys]
     if not cols:

@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
-from .base import KINDS, Identity, Mesh, Owners, Signal, TcpSignal, available, detect, get_mesh, mesh, register
+from . import queries
+from .base import KINDS, Identity, Mesh, Owners, Signal, Span, TcpSignal
 from .consul import Consul
 from .hubble import Hubble
 from .istio import Istio
 from .kuma import Kuma
 from .linkerd import Linkerd
+from .registry import MeshRegistry, available, detect, get_mesh, mesh, register, registry, unregister
 from .sources import concat_sources
 
-__all__ = ["KINDS", "Consul", "Hubble", "Identity", "Istio", "Kuma", "Linkerd", "Mesh", "Owners", "Signal", "TcpSignal",
-           "available", "concat_sources", "detect", "get_mesh", "mesh", "register"]
+__all__ = ["KINDS", "Consul", "Hubble", "Identity", "Istio", "Kuma", "Linkerd", "Mesh", "MeshRegistry", "Owners",
+           "Signal", "Span", "TcpSignal", "available", "concat_sources", "detect", "get_mesh", "mesh", "queries",
+           "register", "registry", "unregister"]

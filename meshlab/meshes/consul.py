@@ -40,9 +40,9 @@ from .base import (
     TcpSignal,
     earliest_sample,
     pod_rewrites,
-    register,
 )
 from .envoy import FAILURE, SUCCESS
+from .registry import register
 
 __all__ = ["Consul"]
 
@@ -75,13 +75,15 @@ class Consul(Mesh):
     proxy_containers = ("consul-dataplane", "envoy-sidecar")
     owners = (Owners("|".join(OWN_SERIES), {}, ("consul_source_service",)),)
 
-    def workload_identity(self, kind: str) -> Identity:
+    @classmethod
+    def workload_identity(cls, kind: str) -> Identity:
         if kind == "workload":  # the proxy's own pod names its workload
             return Identity("namespace", WORKLOAD, rewrites=pod_rewrites("pod", WORKLOAD, WORKLOAD_KIND),
                             kind_label=WORKLOAD_KIND)
         return Identity("namespace", {"service": "consul_source_service", "pod": "pod"}.get(kind))
 
-    def edge_identity(self, kind: str, side: str) -> Identity:
+    @classmethod
+    def edge_identity(cls, kind: str, side: str) -> Identity:
         if kind == "workload":  # the caller's pod; the destination service's workload from its own proxies
             return Identity("namespace", WORKLOAD, "consul_destination_namespace", "consul_destination_service",
                             rewrites=pod_rewrites("pod", WORKLOAD))

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual, NotRegex, Regex
-from .base import WORKLOAD_KINDS, Identity, Mesh, Signal, register
+from .base import WORKLOAD_KINDS, Identity, Mesh, Signal
+from .registry import register
 
 __all__ = ["Hubble"]
 
@@ -62,10 +63,12 @@ class Hubble(Mesh):
     #: one shared Envoy per node, not a sidecar per pod: proxies() rows are the cilium-envoy pods
     proxy_containers = ("cilium-envoy",)
 
-    def workload_identity(self, kind: str) -> Identity:
+    @classmethod
+    def workload_identity(cls, kind: str) -> Identity:
         return Identity("destination_namespace", None if kind == "namespace" else "destination_workload")
 
-    def edge_identity(self, kind: str, side: str) -> Identity:
+    @classmethod
+    def edge_identity(cls, kind: str, side: str) -> Identity:
         if kind == "namespace":
             return Identity("source_namespace", None, "destination_namespace", None,
                             {"source_namespace": NotEqual(""), "destination_namespace": NotEqual("")})

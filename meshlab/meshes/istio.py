@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 from ..prometheus.promql import NotEqual, NotRegex, Regex
-from .base import WORKLOAD_KIND, WORKLOAD_KINDS, Identity, Mesh, Owners, Signal, TcpSignal, pod_rewrites, register
+from .base import WORKLOAD_KIND, WORKLOAD_KINDS, Identity, Mesh, Owners, Signal, TcpSignal, pod_rewrites
+from .registry import register
 
 __all__ = ["Istio"]
 
@@ -67,7 +68,8 @@ class Istio(Mesh):
     owners = (Owners(REPORTED, {"reporter": "destination"}, ("destination_workload",)),
               Owners(REPORTED, {"reporter": "source"}, ("source_workload",)))
 
-    def workload_identity(self, kind: str) -> Identity:
+    @classmethod
+    def workload_identity(cls, kind: str) -> Identity:
         if kind == "pod":
             return Identity("namespace", "pod")
         if kind == "service":
@@ -77,7 +79,8 @@ class Istio(Mesh):
                             rewrites=pod_rewrites("pod", None, WORKLOAD_KIND), kind_label=WORKLOAD_KIND)
         return Identity("destination_workload_namespace", None if kind == "namespace" else "destination_workload")
 
-    def edge_identity(self, kind: str, side: str) -> Identity:
+    @classmethod
+    def edge_identity(cls, kind: str, side: str) -> Identity:
         if kind in ("pod", "service"):
             from ..errors import InvalidArgument
 

@@ -55,8 +55,9 @@ import pandas as pd
 from ..errors import InvalidArgument
 from ..prometheus.client import Prometheus
 from ..prometheus.promql import NotEqual, NotRegex, Regex, selector
-from .base import WORKLOAD, WORKLOAD_KIND, Identity, Mesh, Signal, TcpSignal, earliest_sample, pod_rewrites, register
+from .base import WORKLOAD, WORKLOAD_KIND, Identity, Mesh, Signal, TcpSignal, earliest_sample, pod_rewrites
 from .envoy import FAILURE, SUCCESS
+from .registry import register
 
 __all__ = ["Kuma"]
 
@@ -95,13 +96,15 @@ class Kuma(Mesh):
         open="envoy_cluster_upstream_cx_active")
     proxy_containers = ("kuma-sidecar",)
 
-    def workload_identity(self, kind: str) -> Identity:
+    @classmethod
+    def workload_identity(cls, kind: str) -> Identity:
         if kind == "workload":  # the dataplane's own pod names its workload
             return Identity("namespace", WORKLOAD, rewrites=pod_rewrites("pod", WORKLOAD, WORKLOAD_KIND),
                             kind_label=WORKLOAD_KIND)
         return Identity("namespace", {"service": "kuma_io_service", "pod": "pod"}.get(kind))
 
-    def edge_identity(self, kind: str, side: str) -> Identity:
+    @classmethod
+    def edge_identity(cls, kind: str, side: str) -> Identity:
         if kind == "workload":  # the caller's pod; the destination service's workload from its dataplanes
             return Identity("namespace", WORKLOAD, None, "envoy_cluster_name", rewrites=pod_rewrites("pod", WORKLOAD))
         if kind != "service":

@@ -32,8 +32,8 @@ from .base import (
     Signal,
     TcpSignal,
     label_rewrites,
-    register,
 )
+from .registry import register
 
 __all__ = ["Linkerd"]
 
@@ -72,7 +72,8 @@ class Linkerd(Mesh):
     owners = (Owners("process_cpu_seconds_total", {"job": "linkerd-proxy"},
                      ("deployment", "statefulset", "daemonset", "k8s_job")),)
 
-    def workload_identity(self, kind: str) -> Identity:
+    @classmethod
+    def workload_identity(cls, kind: str) -> Identity:
         if kind == "workload":  # whichever owner label the series has
             return Identity("namespace", WORKLOAD, rewrites=label_rewrites(OWNER_LABELS, WORKLOAD, WORKLOAD_KIND),
                             kind_label=WORKLOAD_KIND)
@@ -80,7 +81,8 @@ class Linkerd(Mesh):
         # a statefulset's series have no deployment label: never group them as an unnamed deployment
         return Identity("namespace", label, extra={label: NotEqual("")} if label else {})
 
-    def edge_identity(self, kind: str, side: str) -> Identity:
+    @classmethod
+    def edge_identity(cls, kind: str, side: str) -> Identity:
         if kind == "namespace":
             return Identity("namespace", None, "dst_namespace", None, {"dst_namespace": NotEqual("")})
         if kind == "workload":  # any kind to any kind

@@ -17,7 +17,8 @@ import pandas as pd
 from .. import schema
 from ..errors import InvalidArgument, PrometheusError, SchemaError, SourcesFailed, SourcesFailedWarning
 from ..prometheus.client import Prometheus
-from .base import as_prometheus, get_mesh
+from .base import as_prometheus
+from .registry import get_mesh
 
 __all__ = ["FRAME_METHODS", "concat_sources"]
 

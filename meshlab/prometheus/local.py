@@ -12,7 +12,6 @@ Examples
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import os
@@ -35,8 +34,8 @@ from ..errors import BinaryNotFoundError, MeshlabError
 from ..openmetrics import seconds_to_millis_lines
 from .client import Prometheus
 
-__all__ = ["LocalPrometheus", "LocalVictoriaMetrics", "find_binary", "locked_tempdir", "remove_stale_dirs",
-           "remove_stale_workdirs", "stored_samples"]
+__all__ = ["LocalPrometheus", "LocalVictoriaMetrics", "find_binary", "flock", "locked_tempdir", "remove_stale_dirs",
+           "remove_stale_workdirs"]
 
 INSTALL_HINTS = {
     "prometheus": "install it with `apt-get install --no-install-recommends prometheus` (Debian/Ubuntu) "
@@ -150,6 +149,27 @@ def remove_stale_workdirs(name: str, tmp: str | os.PathLike[str] | None = None) 
     return remove_stale_dirs(Path(tmp or tempfile.gettempdir()), f"meshlab-{name}-*")
 
 
+def flock(file: IO[bytes], *, shared: bool = False, wait: bool = False) -> None:
+    """Lock ``file`` with ``flock``: exclusive (or ``shared``), failing at once unless ``wait``.
+
+    POSIX only: ``fcntl`` is imported here, at use, so ``import meshlab`` and the modules that
+    lock still import on Windows and fail only when a lock is taken.
+
+    Raises
+    ------
+    BlockingIOError
+        When not ``wait`` and another process holds the lock.
+    MeshlabError
+        On a platform without ``fcntl`` (Windows), saying so.
+    """
+    try:
+        import fcntl
+    except ModuleNotFoundError:  # Windows
+        raise MeshlabError("meshlab's local servers and sandbox cache lock files with POSIX flock, which this "
+                           "platform lacks; run them on Linux or macOS (on Windows, under WSL)") from None
+    fcntl.flock(file, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB))
+
+
 def remove_stale_dirs(parent: str | os.PathLike[str], pattern: str) -> list[Path]:
     """Remove the directories matching ``pattern`` in ``parent`` whose owner has died.
 
@@ -164,7 +184,7 @@ def remove_stale_dirs(parent: str | os.PathLike[str], pattern: str) -> list[Path
             continue
         try:
             with open(lock_path, "rb") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # fails while the owner lives
+                flock(lock)  # fails while the owner lives
                 shutil.rmtree(path, ignore_errors=True)
         except (BlockingIOError, FileNotFoundError):
             continue
@@ -182,7 +202,7 @@ def locked_tempdir(prefix: str, parent: str | os.PathLike[str] | None = None) ->
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     try:
         with open(path / ".lock", "wb") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            flock(lock)
             yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
@@ -210,7 +230,7 @@ class _LocalServer:
         workdir = Path(tempfile.mkdtemp(prefix=f"meshlab-{self.name}-"))
         # held while this process lives: a later server removes the directory if we are killed
         self._lock = open(workdir / ".lock", "wb")  # noqa: SIM115 - open for the object's life
-        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        flock(self._lock)
         if self.keep:
             (workdir / ".keep").touch()
         return workdir
@@ -443,17 +463,6 @@ class LocalPrometheus(_LocalServer):
             shutil.move(block, target / block.name)
         made.rmdir()
         return target
-
-
-def stored_samples(client: Prometheus, at: float, lookback: str = "2h") -> float:
-    """How many samples of every metric ``client``'s server holds in ``lookback`` before ``at`` (unix seconds).
-
-    A load must keep every sample written (promtool, for one, silently drops out-of-order
-    ones), so tests and benchmarks compare this with the count written. One query per
-    metric name: ``count_over_time`` drops names, which would make series collide.
-    """
-    return float(sum(client.query(f"sum(count_over_time({name}[{lookback}]))", time=at)["value"].sum()
-                     for name in client.get("label/__name__/values")))
 
 
 def backfill(openmetrics: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],

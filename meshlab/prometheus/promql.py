@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Union
 
 from ..errors import InvalidArgument
+from ..openmetrics import LABEL_NAME, METRIC_NAME
 
 __all__ = [
     "Matcher",
@@ -37,9 +38,6 @@ __all__ = [
     "selector",
 ]
 
-#: Prometheus' classic label and metric name syntax.
-LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._files import atomic_write
-from ..openmetrics import format_labels, format_value, write_sample_rows
+from ..openmetrics import family_header, format_labels, format_value, write_sample_rows
 from .meshes import mesh_families
 from .render import CHUNK_SECONDS, Block, Family, render_chunks
 from .traffic import Traffic
@@ -81,7 +81,7 @@ def write_chunk(path: Path, blocks: Iterable[Block], times_ms: np.ndarray) -> in
     with atomic_write(path, "wb", durable=False) as out:  # backfill input, read once: no fsync
         for members in by_family.values():
             name, kind = _openmetrics_type(members[0].family)
-            out.write(f"# TYPE {name} {kind}\n# HELP {name} {members[0].family.help}\n".encode())
+            out.write(family_header(name, kind, members[0].family.help).encode())
             for block in members:
                 if block.values.shape[0]:
                     prefixes, values = _rows(block)
@@ -187,7 +187,7 @@ def exposition(blocks: Iterable[Block], index: int) -> str:
     lines: list[str] = []
     for members in _by_family(blocks).values():
         family = members[0].family
-        lines += [f"# HELP {family.name} {family.help}", f"# TYPE {family.name} {family.type}"]
+        lines += family_header(family.name, family.type, family.help, text_format=True).splitlines()
         for block in members:
             prefixes, values = _rows(block)
             for group, row in zip(prefixes, values[:, index, :], strict=True):

@@ -17,7 +17,6 @@ recently used runs first (:func:`prune_cache`).
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import json
 import os
@@ -40,6 +39,7 @@ from ..prometheus.local import (
     LocalPrometheus,
     backfill,
     find_binary,
+    flock,
     locked_tempdir,
     remove_stale_dirs,
     remove_stale_workdirs,
@@ -165,7 +165,7 @@ def _cache_lock(*, shared: bool) -> Iterator[None]:
     root = cache_dir() / "sandbox"
     root.mkdir(parents=True, exist_ok=True)
     with open(root / ".lock", "ab") as lock:
-        fcntl.flock(lock, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        flock(lock, shared=shared, wait=True)
         yield
 
 
