@@ -18,7 +18,7 @@ import pytest
 import requests
 
 import meshlab
-from meshlab.cli import _join_time_values
+from meshlab.cli import cli
 
 from . import testdata
 
@@ -127,12 +127,13 @@ def test_meshes_may_have_spaces_after_commas(tmp_path):
     ["--start", "-90m", "--end", "-1m", "--step", "30s"], ["-o", "x.csv", "--start", "-1h"],
 ])
 def test_time_options_take_negative_values(argv):
-    joined = _join_time_values(["query", "URL", "up", *argv])
-    parsed = meshlab.cli.build_parser().parse_args(joined)
+    query = cli.commands["query"]
+    with query.make_context("query", ["URL", "up", *argv]) as ctx:
+        parsed = ctx.params
     given = dict(zip(argv[::2], argv[1::2], strict=True))
     for option, value in given.items():
         name = {"--star": "start", "-o": "out"}.get(option, option.lstrip("-"))
-        assert getattr(parsed, name) == value
+        assert parsed[name] == value
 
 
 # -- against a real Prometheus -----------------------------------------------------------------
