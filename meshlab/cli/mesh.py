@@ -107,9 +107,10 @@ def stat_frame(prom: Prometheus, adapters: list[Mesh], kind: str | None, namespa
                 "tcp_sent_bytes_per_second": tcp["sent_bytes_per_second"],
                 "tcp_received_bytes_per_second": tcp["received_bytes_per_second"]})
             frame = frame.merge(tcp, on=keys, how="outer")
-            frame["timestamp"] = frame["timestamp"].fillna(at)
-            frame["mesh"] = frame["mesh"].fillna(adapter.name)
-            frame["kind"] = frame["kind"].fillna(adapter._kind(kind))
+            # workloads with TCP but no HTTP traffic; assigned, not fillna(): pandas 2.2 warns that
+            # fillna on object columns will stop downcasting
+            for column, value in (("timestamp", at), ("mesh", adapter.name), ("kind", adapter._kind(kind))):
+                frame.loc[frame[column].isna(), column] = value
         else:
             for column in tcp_columns:
                 frame[column] = float("nan")

@@ -276,7 +276,7 @@ def _read_item(item: Any, where: str, mesh: str | None, side: str | None) -> tup
         row.update(src_namespace=src_ns, src_name=src, dst_namespace=dst_ns, dst_name=dst, side=observed)
         frame_kind = "edges"
     row.update(_read_metrics(item.get("metrics"), where))
-    row["_window_s"] = window.total_seconds()
+    row["_window_s"] = window.value / 1e9  # exact to the nanosecond (pandas 2.2's total_seconds() rounds to µs)
     if math.isinf((row["success_count"] + row["failure_count"]) / row["_window_s"]):
         raise InvalidArgument(f"{where}: requests per second over the {window} window are out of range")
     return frame_kind, row
