@@ -477,6 +477,7 @@ def test_html_renders_in_headless_chromium(built, tmp_path):
 def test_comparison_draws_a_live_traffic_comparison(shootout):
     """ml.compare on traffic frames adds scope, n, block_length, resolution_ms: once taken for row labels, it failed."""
     delta = ml.compare(shootout.frames["traffic"], baseline="linkerd", metrics=["latency_p99_ms"])
+    assert delta.attrs["keys"] == ["scope", "namespace", "name"]
     spec = charts.comparison(delta).to_dict()
     data = dataset_with(spec, "key", "delta")
     overall = delta[delta["scope"] == "overall"].set_index("mesh")["delta"]

@@ -126,6 +126,7 @@ def compare(frame: pd.DataFrame, baseline: str = "none", metrics: Sequence[str] 
         result[name] = result[name].astype(bool)
     for name in ("flags", "summary"):
         result[name] = result[name].astype("string")
+    result.attrs["keys"] = list(KEYS)  # what a row was matched on: charts label rows by these
     return result
 
 

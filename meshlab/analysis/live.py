@@ -419,4 +419,5 @@ def _frame(rows: list[dict[str, Any]], clustered: bool = False) -> pd.DataFrame:
     result["within_resolution"] = result["within_resolution"].astype(bool)
     for name in ("flags", "summary"):
         result[name] = result[name].astype("string")
+    result.attrs["keys"] = [k for k in ("scope", "cluster", "namespace", "name") if k in result.columns]
     return result

@@ -489,7 +489,9 @@ def comparison(compare: pd.DataFrame, *, metrics: Sequence[str] | None = None) -
                                   f"{sorted(frame['metric'].pipe(_prep.text).unique())}")
         frame = frame[frame["metric"].pipe(_prep.text).isin(metrics)]
     bools = [c for c in frame.columns if pd.api.types.is_bool_dtype(frame[c].dtype)]
-    keys = [c for c in frame.columns if c not in _COMPARE_FIXED and c not in bools]
+    # ml.compare records what it matched on; a frame read back from a file is guessed from its columns
+    keys = [c for c in frame.attrs.get("keys", []) if c in frame.columns] or \
+        [c for c in frame.columns if c not in _COMPARE_FIXED and c not in bools]
     frame = frame.sort_values([*keys, "mesh"], kind="stable") if keys else frame
     data = frame.assign(
         key=_key_label(frame, keys).to_numpy(),
