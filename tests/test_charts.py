@@ -454,6 +454,7 @@ def test_import_meshlab_does_not_import_altair():
 
 # --- a real browser ------------------------------------------------------------------------------------------
 
+@pytest.mark.e2e
 def test_html_renders_in_headless_chromium(built, tmp_path):
     require_binary("chromium", "chromium-browser")
     from PIL import Image, ImageStat

@@ -142,6 +142,7 @@ def test_window_quantiles_match_numpy_per_window():
         assert got[row] == pytest.approx(np.quantile(draws[ends[k - WINDOW]:ends[k]], q), abs=1e-9)
 
 
+@pytest.mark.e2e
 def test_traffic_compare_intervals_cover_the_true_difference_in_about_95_percent_of_runs():
     """Across 40 seeded two-hour runs of four workloads, the 95 % block-bootstrap intervals
     cover the true difference (latency: the mean of the exact quantiles' difference from the

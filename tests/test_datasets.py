@@ -100,6 +100,7 @@ def test_every_package_is_declared():
     assert found <= declared
 
 
+@pytest.mark.e2e
 def test_an_installed_wheel_loads_the_datasets(tmp_path):
     """Build the wheel, install it (no deps) into a new venv that borrows this venv's
     dependencies through a .pth file, and load the dataset from outside the checkout."""

@@ -209,6 +209,7 @@ def _console(stderr: str, allowed: set[str] | frozenset[str] = frozenset()) -> l
     return lines
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("which", ["demo", "analysis"])
 def test_report_html_renders_every_chart_in_chromium(which, request, tmp_path):
     binary = _chromium()
