@@ -64,7 +64,10 @@ GRPC_CODES = {
     "DATA_LOSS": 15, "UNAUTHENTICATED": 16,
 }
 KINDS = ("deployment", "statefulset", "daemonset", "job")
-SHAPES = ("steady", "diurnal", "ramp", "bursts")
+SHAPES = ("steady", "diurnal", "ramp", "bursts", "steps")
+#: How proxies add latency: ``linear`` (one shift at every quantile, the default) or ``fitted``
+#: (per quantile, load and connections; :data:`meshlab.sim.costs.ENVOY_ADDED_LATENCY`).
+PROXY_LATENCY = ("linear", "fitted")
 PROTOCOLS = ("http", "grpc", "tcp")
 INCIDENTS = ("error_burst", "latency_spike", "pod_restart", "scale")
 #: The most pods a workload may have at once; the simulator keeps an array per pair of pods,
@@ -84,15 +87,17 @@ class Rate:
     ----------
     rps : float
         The base rate.
-    shape : {"steady", "diurnal", "ramp", "bursts"}
+    shape : {"steady", "diurnal", "ramp", "bursts", "steps"}
         ``steady`` is constant; ``diurnal`` is ``rps * (1 + amplitude * cos(...))`` peaking
         at ``peak_at`` each ``period``; ``ramp`` goes linearly from ``rps`` to ``to_rps``
         between ``ramp_start`` and ``ramp_end`` (the scenario's ``duration`` by default);
-        ``bursts`` multiplies by ``burst_factor`` for ``burst_length`` every ``burst_every``.
+        ``bursts`` multiplies by ``burst_factor`` for ``burst_length`` every ``burst_every``;
+        ``steps`` is a staircase for load sweeps: ``steps`` levels evenly spaced from ``rps``
+        to ``to_rps``, each held for ``step`` from ``ramp_start`` on (then ``to_rps``).
     """
 
     rps: float
-    shape: Literal["steady", "diurnal", "ramp", "bursts"] = "steady"
+    shape: Literal["steady", "diurnal", "ramp", "bursts", "steps"] = "steady"
     amplitude: float = 0.3
     period_s: float = 86_400.0
     peak_at_s: float = 14 * 3600.0
@@ -102,6 +107,8 @@ class Rate:
     burst_every_s: float = 3600.0
     burst_length_s: float = 300.0
     burst_factor: float = 3.0
+    steps: int | None = None
+    step_s: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.rps >= 0 and math.isfinite(self.rps)):
@@ -112,6 +119,10 @@ class Rate:
             raise InvalidArgument(f"diurnal amplitude must be between 0 and 1, got {self.amplitude!r}")
         if self.shape == "ramp" and self.to_rps is None:
             raise InvalidArgument("a ramp rate needs to_rps (the rate at the end of the ramp)")
+        if self.shape == "steps" and (self.to_rps is None or self.steps is None or self.step_s is None
+                                      or self.steps < 2 or not self.step_s > 0):
+            raise InvalidArgument("a steps rate needs to_rps (the last level), steps (how many levels, >= 2) and "
+                                  "step (how long each level lasts, e.g. '5m')")
         if self.burst_factor < 0 or self.burst_length_s > self.burst_every_s:
             raise InvalidArgument("bursts need burst_factor >= 0 and burst_length <= burst_every")
 
@@ -134,6 +145,10 @@ class Rate:
             span = max(end - self.ramp_start_s, 1e-9)
             frac = np.clip((t - self.ramp_start_s) / span, 0, 1)
             return self.rps + (float(self.to_rps or 0.0) - self.rps) * frac
+        if self.shape == "steps":
+            levels = int(self.steps or 2)
+            k = np.clip(np.floor((t - self.ramp_start_s) / float(self.step_s or 1.0)), 0, levels - 1)
+            return self.rps + (float(self.to_rps or 0.0) - self.rps) * k / (levels - 1)
         in_burst = np.mod(t, self.burst_every_s) < self.burst_length_s
         return np.where(in_burst, self.rps * self.burst_factor, self.rps)
 
@@ -178,7 +193,12 @@ class TcpTraffic:
 
 @dataclass(frozen=True)
 class Workload:
-    """A Kubernetes workload: its pods run the application and, if meshed, a proxy."""
+    """A Kubernetes workload: its pods run the application and, if meshed, a proxy.
+
+    ``capacity_rps`` (optional) is what one pod can serve: as its load nears it, requests
+    queue and the service time grows as in an M/M/1 queue, by ``1 / (1 - load / capacity)``
+    (held at 20 times from 95 % on), which gives a load sweep its knee.
+    """
 
     name: str
     namespace: str
@@ -188,8 +208,11 @@ class Workload:
     meshed: bool = True
     external: bool = False
     service: str | None = None
+    capacity_rps: float | None = None
 
     def __post_init__(self) -> None:
+        if self.capacity_rps is not None and not (self.capacity_rps > 0 and math.isfinite(self.capacity_rps)):
+            raise InvalidArgument(f"workload {self.name!r}: capacity_rps must be a finite number > 0")
         if self.kind not in KINDS:
             raise InvalidArgument(
                 f"workload {self.name!r}: unknown kind {self.kind!r}; must be one of: {', '.join(KINDS)}")
@@ -308,6 +331,11 @@ class Scenario:
     duration_s : float
         The default length of a run.
     description : str
+    proxy_latency : {"linear", "fitted"}
+        How proxies add latency: one load-dependent shift at every quantile (``linear``, the
+        default, which the bundled mesh-shootout dataset was built with), or per quantile,
+        load and connections as fitted to Istio's benchmark (``fitted``; see
+        :mod:`meshlab.sim.costs`).
     """
 
     name: str
@@ -319,8 +347,12 @@ class Scenario:
     start: pd.Timestamp = field(default_factory=lambda: pd.Timestamp("2024-03-04T00:00:00Z"))
     duration_s: float = 6 * 3600.0
     description: str = ""
+    proxy_latency: Literal["linear", "fitted"] = "linear"
 
     def __post_init__(self) -> None:
+        if self.proxy_latency not in PROXY_LATENCY:
+            raise InvalidArgument(f"scenario {self.name!r}: unknown proxy_latency {self.proxy_latency!r}; "
+                                  f"must be one of: {', '.join(PROXY_LATENCY)}")
         if self.interval_s < 1 or self.interval_s != int(self.interval_s):
             raise InvalidArgument(f"scenario {self.name!r}: interval must be a whole number of seconds >= 1")
         keys = [w.key for w in self.workloads]
@@ -380,7 +412,7 @@ class Scenario:
 _DURATION_FIELDS = {"period": "period_s", "peak_at": "peak_at_s", "ramp_start": "ramp_start_s",
                     "ramp_end": "ramp_end_s", "burst_every": "burst_every_s", "burst_length": "burst_length_s",
                     "start": "start_s", "duration": "duration_s", "interval": "interval_s",
-                    "connection_seconds": "connection_seconds"}
+                    "connection_seconds": "connection_seconds", "step": "step_s"}
 
 #: Scenario start times must fall in this range (pandas' nanosecond times end in 2262).
 START_RANGE = (pd.Timestamp("1970-01-01T00:00:00Z"), pd.Timestamp("2200-01-01T00:00:00Z"))
@@ -540,7 +572,8 @@ _RATE: _Spec = {
     "peak_at": (_duration(), "peak_at_s", False), "to_rps": (_number(0), "to_rps", False),
     "ramp_start": (_duration(), "ramp_start_s", False), "ramp_end": (_duration(), "ramp_end_s", False),
     "burst_every": (_duration(0, lo_open=True), "burst_every_s", False),
-    "burst_length": (_duration(), "burst_length_s", False), "burst_factor": (_number(0), "burst_factor", False)}
+    "burst_length": (_duration(), "burst_length_s", False), "burst_factor": (_number(0), "burst_factor", False),
+    "steps": (_whole(2, 10_000), "steps", False), "step": (_duration(0, lo_open=True), "step_s", False)}
 _TCP: _Spec = {
     "request_bytes": (_number(0), "request_bytes", False), "response_bytes": (_number(0), "response_bytes", False),
     "connections": (_whole(0, 10_000), "connections", False),
@@ -552,7 +585,8 @@ _WORKLOAD: _Spec = {
     "kind": (_choice("workload kind", KINDS), "kind", False),
     "replicas": (_whole(1, MAX_REPLICAS), "replicas", False),
     "latency": (lambda v, p: Latency(**_fields(v, p, _LATENCY)), "latency", False),
-    "meshed": (_flag, "meshed", False), "external": (_flag, "external", False), "service": (_name, "service", False)}
+    "meshed": (_flag, "meshed", False), "external": (_flag, "external", False), "service": (_name, "service", False),
+    "capacity_rps": (_number(0, lo_open=True), "capacity_rps", False)}
 _EDGE: _Spec = {
     "from": (_ref, "source", True), "to": (_ref, "target", True),
     "protocol": (_choice("protocol", PROTOCOLS), "protocol", False),
@@ -570,6 +604,7 @@ _TOP: _Spec = {
     "name": (_name, "name", False), "description": (_text, "description", False),
     "seed": (_whole(0, 2**64 - 1), "seed", False), "interval": (_duration(1, whole=True), "interval_s", False),
     "start": (_start, "start", False), "duration": (_duration(0, lo_open=True), "duration_s", False),
+    "proxy_latency": (_choice("proxy_latency", PROXY_LATENCY), "proxy_latency", False),
     "workloads": (None, "", True), "edges": (None, "", False), "incidents": (None, "", False)}
 
 
@@ -773,6 +808,7 @@ def _scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
         "interval": dur(scenario.interval_s),
         "start": scenario.start.isoformat().replace("+00:00", "Z"),
         "duration": dur(scenario.duration_s),
+        **({"proxy_latency": scenario.proxy_latency} if scenario.proxy_latency != "linear" else {}),
         "workloads": [{**plain(w, ("latency",)), "latency": plain(w.latency)} for w in scenario.workloads],
         "edges": [
             {**{("from" if k == "source" else "to" if k == "target" else k): v

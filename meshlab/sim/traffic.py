@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
-from .costs import MESH_COSTS
 from .dist import Mixture
+from .latency import latency_mixture, queueing_factor
 from .scenario import GRPC_CODES, Edge, Scenario, Workload
 
 __all__ = ["MAX_SAMPLES", "EdgeTraffic", "Pod", "Traffic", "estimate_samples", "pod_timeline", "simulate"]
@@ -179,6 +179,14 @@ class Traffic:
         alive = np.maximum(self.exists(workload).sum(axis=1), 1)
         return both.sum(axis=1) / alive / self.interval_s
 
+    def proxy_connections(self, workload: Workload) -> np.ndarray:
+        """float ``[scrape]``: HTTP and gRPC connections open through an average proxy of the workload."""
+        total = np.zeros(self.n)
+        for et in self.edges:
+            if not et.is_tcp and workload.key in (et.source.key, et.target.key):
+                total += et.open.sum(axis=(1, 2))
+        return total / np.maximum(self.exists(workload).sum(axis=1), 1)
+
     def latency(self, workload: Workload, mesh: str, side: str, caller: Workload | None = None,
                 network_ms: float = 0.0) -> Mixture:
         """The latency distribution per interval of requests to ``workload``, as one side sees it.
@@ -186,24 +194,9 @@ class Traffic:
         ``side="server"`` is what the destination's own proxy measures (service time plus
         its inbound proxy); ``side="client"`` is what the caller's proxy measures (plus the
         network and the caller's outbound proxy). ``mesh="none"`` is the application's own
-        view, with no proxy.
+        view, with no proxy. The model is :mod:`meshlab.sim.latency`'s.
         """
-        spec = workload.latency
-        factor = self.latency_factor[workload.key]
-        shift = np.zeros(self.n)
-        if mesh != "none" and not workload.external:
-            shift = shift + MESH_COSTS[mesh].latency_ms(self.proxy_rps(workload))
-        if side == "client":
-            shift = shift + network_ms
-            if mesh != "none" and caller is not None and caller.meshed:
-                shift = shift + MESH_COSTS[mesh].latency_ms(self.proxy_rps(caller))
-        return Mixture(
-            median=spec.median_ms * factor,
-            sigma=np.full(self.n, spec.sigma),
-            tail_p=np.full(self.n, spec.tail_probability),
-            tail_f=np.full(self.n, spec.tail_factor),
-            shift=shift,
-        )
+        return latency_mixture(self, workload, mesh, side, caller, network_ms)
 
 
 #: ``Pod.last`` of a pod that runs until the end of any run.
@@ -433,6 +426,11 @@ def simulate(scenario: Scenario, *, hours: float | None = None, max_samples: int
     for et in traffic.edges:
         _reconnect_after_restarts(et, pods)
     traffic.edges.sort(key=lambda et: scenario.edges.index(et.edge))
+    for w in scenario.workloads:
+        if w.capacity_rps is not None:  # requests queue as a pod's load nears its capacity
+            per_pod = traffic.inbound_requests(w).sum(axis=1) / np.maximum(traffic.exists(w).sum(axis=1), 1)
+            traffic.latency_factor[w.key] = latency_factor[w.key] * queueing_factor(
+                per_pod / scenario.interval_s, w.capacity_rps)
     return traffic
 
 
