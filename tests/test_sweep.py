@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,11 @@ def test_the_bundled_sweep_shows_a_knee_and_its_card_says_how_it_was_made(bundle
     assert "**This dataset is synthetic.**" in bundled.card and "make datasets" in bundled.card
     assert "latency_fit.py" in bundled.card and "istio-tools-benchmark.csv" in bundled.card
     assert bundled.scenario.name == "sweep"
+
+
+def test_the_readme_sweep_example_prints_what_the_readme_shows(capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    pairs = re.findall(r"^```python\n((?:(?!```).)*?)^```\n\n```text\n((?:(?!```).)*?)^```", readme, flags=re.S | re.M)
+    [(code, shown)] = [pair for pair in pairs if 'ml.datasets.load("mesh-sweep")' in pair[0]]
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == shown
