@@ -17,13 +17,14 @@ from meshlab.sim.costs import ENVOY_ADDED_LATENCY, MESH_COSTS
 from meshlab.sim.latency_fit import fit_added_latency
 from meshlab.sim.scenario import ScenarioError
 
-ISTIO_CSV = Path(__file__).resolve().parent.parent / "../shared/fixtures/upstream/istio-tools-benchmark.csv"
+from .conftest import upstream_fixture
+
 QUANTILES = {"latency_p50_ms": 0.5, "latency_p90_ms": 0.9, "latency_p99_ms": 0.99}
 
 
 @pytest.fixture(scope="module")
 def istio_csv() -> pd.DataFrame:
-    return ml.read_benchmark(ISTIO_CSV.resolve())
+    return ml.read_benchmark(upstream_fixture("istio-tools-benchmark.csv"))
 
 
 @pytest.fixture(scope="module")
