@@ -1,6 +1,10 @@
 """Build the bundled datasets (``make datasets``): simulate, backfill a real Prometheus, query it.
 
-Usage: ``python scripts/build_datasets.py [--out datasets] [--hours 6]``
+Usage: ``python scripts/build_datasets.py [--out datasets] [--hours 6] [--only mesh-shootout|mesh-sweep]``
+
+``mesh-sweep`` is the ``sweep`` scenario (a staircase of request rates) read through each mesh's
+adapter into one ``benchmark`` row per step (:mod:`meshlab.sim.sweep`), with the same rows
+from the simulation as ground truth.
 
 For each mesh the queries are the mesh's own metrics, aggregated the way its own
 tooling aggregates them, evaluated at a 30 s step over a 1 m window. Ground truth comes
@@ -21,9 +25,11 @@ import yaml
 
 import meshlab
 from meshlab._files import atomic_folder
-from meshlab.sim import load_scenario
+from meshlab.sim import Scenario, load_scenario
 from meshlab.sim.costs import __doc__ as COSTS_DOC
+from meshlab.sim.latency_fit import __doc__ as FIT_DOC
 from meshlab.sim.sandbox import Sandbox
+from meshlab.sim.sweep import WARMUP_S, benchmark_from_adapter, benchmark_truth, sweep_edge
 
 STEP = "30s"
 WINDOW = "1m"
@@ -170,14 +176,95 @@ def card(manifest: dict, box: Sandbox, frames: dict[str, pd.DataFrame]) -> str:
     return "\n".join(lines)
 
 
+def build_sweep(out: Path) -> None:
+    """``mesh-sweep``: the sweep scenario's steps as ``benchmark`` frames, through the adapters and from the truth."""
+    name = "mesh-sweep"
+    began = time.perf_counter()
+    scenario = load_scenario("sweep")
+    box = Sandbox(scenario, tuple(MESHES), cache=False, end=scenario.start + pd.Timedelta(seconds=scenario.duration_s))
+    with atomic_folder(out / name) as tmp, box:
+        frame = meshlab.schema.concat([benchmark_from_adapter(meshlab.mesh(mesh, box.prometheus), box.scenario, mesh,
+                                                              kinds[0], source=name)
+                                       for mesh, kinds in MESHES.items()], "benchmark")
+        truth = meshlab.schema.concat([benchmark_truth(box.traffic, mesh, source=f"{name} (ground truth)")
+                                       for mesh in ("none", *MESHES)], "benchmark")
+        frame.to_parquet(tmp / "benchmark.parquet", index=False)
+        truth.to_parquet(tmp / "truth-benchmark.parquet", index=False)
+        manifest = {
+            "name": name,
+            "description": "A load sweep (a staircase of request rates) under Linkerd, Istio and Consul Connect, "
+                           "as benchmark frames (synthetic).",
+            "meshlab_version": meshlab.__version__, "scenario": "scenario.yaml",
+            "hours": scenario.duration_s / 3600, "warmup_s": WARMUP_S, "queries": {},
+            "frames": {"benchmark": {"file": "benchmark.parquet", "rows": len(frame)}},
+            "truth": {"benchmark": "truth-benchmark.parquet"},
+        }
+        (tmp / "scenario.yaml").write_text(yaml.safe_dump(box.scenario.to_dict(), sort_keys=False))
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (tmp / "README.md").write_text(sweep_card(manifest, box.scenario, frame, truth))
+    size = sum(p.stat().st_size for p in (out / name).iterdir())
+    print(f"built {out / name} ({size / 1e3:.0f} kB) in {time.perf_counter() - began:.0f} s")
+
+
+def sweep_card(manifest: dict, scenario: Scenario, frame: pd.DataFrame, truth: pd.DataFrame) -> str:
+    edge = sweep_edge(scenario)
+    rate = edge.rate
+    assert rate is not None and rate.step_s is not None
+    lines = [
+        f"# {manifest['name']}",
+        "",
+        "**This dataset is synthetic.** It was produced by meshlab's traffic simulator, not measured on a "
+        "cluster: a load sweep read back through each mesh's adapter from a real Prometheus.",
+        "",
+        f"The `{scenario.name}` scenario ({' '.join(scenario.description.split())}) ran from "
+        f"{scenario.start.isoformat()} with a {scenario.interval_s:g} s scrape interval and seed {scenario.seed}, "
+        "rendered for Linkerd, Istio and Consul Connect with identical offered load. Proxies add latency by "
+        f"load and connections as fitted to Istio's benchmark (`proxy_latency: {scenario.proxy_latency}`, below); "
+        f"the service queues as its load nears its capacity ({scenario.workload(edge.target).capacity_rps:g} rps "
+        "per pod), which gives the sweep its knee.",
+        "",
+        f"Each step of {rate.step_s / 60:g} minutes is one benchmark row (one \"run\"), measured at the step's "
+        f"end over the step minus a {manifest['warmup_s']:g} s warm-up: `actual_qps` and `error_ratio` from the "
+        "adapter's `traffic` (the service's own proxy), the latency percentiles from the adapter's histogram "
+        "quantiles (`latency_resolution_ms` is the widest bucket they fell in), proxy CPU (mean over the window) "
+        "and memory (at its end) from the adapter's `proxies` (cAdvisor). The load generator is not meshed "
+        "(`sidecars` is `server`), so the latency includes one proxy.",
+        "",
+        "Ground truth has the same rows from the simulation, for `none` (the application alone) too: exact "
+        "request counts and the exact quantiles of each window's latency distribution.",
+        "",
+        "Rebuild it with `make datasets` (which runs `python scripts/build_datasets.py`).",
+        "",
+        "## Files",
+        "",
+        "| file | what | rows |",
+        "|---|---|---|",
+        f"| `benchmark.parquet` | The `benchmark` frame through the adapters (linkerd, istio, consul): "
+        f"{meshlab.schema.FRAMES['benchmark'].doc} | {len(frame)} |",
+        f"| `truth-benchmark.parquet` | Ground truth, `benchmark` frame (none, linkerd, istio, consul) "
+        f"| {len(truth)} |",
+        "",
+        "## Column dictionary", "", "| column | dtype | meaning |", "|---|---|---|",
+        *[f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in meshlab.schema.FRAMES["benchmark"].columns],
+        "",
+        "## The cost model and its sources", "", "```", (COSTS_DOC or "").strip(), "```", "",
+        "## The latency fit", "", "```", (FIT_DOC or "").strip(), "```", "",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent.parent / "datasets"))
-    parser.add_argument("--hours", type=float, default=6.0)
+    parser.add_argument("--hours", type=float, default=6.0, help="hours of mesh-shootout")
+    parser.add_argument("--only", choices=("mesh-shootout", "mesh-sweep"), help="build one dataset")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    build(out, args.hours)
+    if args.only in (None, "mesh-shootout"):
+        build(out, args.hours)
+    if args.only in (None, "mesh-sweep"):
+        build_sweep(out)
     return 0
 
 

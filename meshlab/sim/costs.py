@@ -23,6 +23,12 @@ Istio (Envoy sidecar)
       same load: +1.32 ms at p50 for the client and server sidecars together at 10 qps,
       +2.06 ms at 1000 qps, +2.68 ms at 3000 qps; per proxy 0.66 ms + 0.23 ms per 1000 rps.
       Istio's page quotes +2.65 ms at p90 for both proxies at 1000 rps.
+    - Latency under load (scenarios with ``proxy_latency: fitted``): per quantile,
+      ``added_ms = a + b * krps + c * log2(connections)`` per proxy at p50, p90 and p99
+      (:data:`ENVOY_ADDED_LATENCY`), fitted to the same CSV (mode ``v2-stats-nullvm`` minus
+      the ``*_baseline`` runs at the same qps and connections, halved for two sidecars) by
+      ``meshlab/sim/latency_fit.py`` (``fit_added_latency``; the model and its R² are
+      explained there). Connections are held inside the CSV's 2 to 64.
 
 Linkerd (linkerd2-proxy)
     - Memory: 17.8 MB resident for a nearly idle proxy (the linkerd2 ``prommatch`` sample
@@ -32,7 +38,8 @@ Linkerd (linkerd2-proxy)
     - CPU: the same post measured 36 ms against Istio's 67 ms of max proxy CPU at 2000 rps;
       we scale Istio's per-request cost by 36/67 (0.107 cores per 1000 rps), idle 0.002 cores.
     - Latency: the same post measured p50 +6 to +8 ms for Linkerd against +17 to +20 ms
-      for Istio across the whole test application; we scale Istio's per-proxy figures by 0.4.
+      for Istio across the whole test application; we scale Istio's per-proxy figures by 0.4,
+      the fitted latency under load too (a published latency ratio, so not the CPU ratio 36/67).
 
 Consul Connect (Envoy via consul-dataplane)
     - No per-load measurements are published. HashiCorp's ECS guidance reports Envoy using
@@ -75,7 +82,19 @@ from typing import TypedDict
 
 import numpy as np
 
-__all__ = ["MESH_COSTS", "ProxyCost"]
+__all__ = ["CONNECTIONS_RANGE", "ENVOY_ADDED_LATENCY", "MESH_COSTS", "ProxyCost"]
+
+#: The latency one Envoy sidecar adds under load, per quantile: ``(quantile, a, b, c)`` for
+#: ``added_ms = a + b * krps + c * log2(connections)``. Fitted by
+#: ``meshlab/sim/latency_fit.py:fit_added_latency`` to ``istio-tools-benchmark.csv``
+#: (istio/tools perf/benchmark, mode ``v2-stats-nullvm``); tests/test_sweep.py refits them.
+ENVOY_ADDED_LATENCY: tuple[tuple[float, float, float, float], ...] = (
+    (0.5, 0.2154, 0.2945, 0.0904),
+    (0.9, 0.0960, 0.3216, 0.1925),
+    (0.99, 0.0034, 0.2924, 0.2905),
+)
+#: The connection counts the fit saw; the model holds connections inside them.
+CONNECTIONS_RANGE = (2.0, 64.0)
 
 
 @dataclass(frozen=True)
@@ -92,6 +111,10 @@ class ProxyCost:
     latency_per_krps_ms: float
     #: one proxy per node (Cilium's cilium-envoy) instead of one per meshed pod
     per_node: bool = False
+    #: the fitted latency under load, ``(quantile, a, b, c)`` (see :data:`ENVOY_ADDED_LATENCY`)
+    added_latency: tuple[tuple[float, float, float, float], ...] = ENVOY_ADDED_LATENCY
+    #: this mesh's proxy latency as a share of Envoy's
+    added_latency_scale: float = 1.0
 
     def cpu_cores(self, rps: np.ndarray) -> np.ndarray:
         """CPU cores used at a request rate."""
@@ -106,6 +129,23 @@ class ProxyCost:
     def latency_ms(self, rps: np.ndarray) -> np.ndarray:
         """Latency one proxy adds to a request at a request rate through it."""
         return self.latency_idle_ms + self.latency_per_krps_ms * np.asarray(rps, dtype=np.float64) / 1000
+
+    @property
+    def added_quantiles(self) -> tuple[float, ...]:
+        """The quantiles :meth:`added_latency_ms` gives, ascending."""
+        return tuple(q for q, *_ in self.added_latency)
+
+    def added_latency_ms(self, rps: np.ndarray, connections: np.ndarray) -> np.ndarray:
+        """Latency one proxy adds at each of :attr:`added_quantiles`, under load (the fitted model).
+
+        Returns an array with a trailing axis of quantiles, never negative and never
+        smaller at a higher quantile (a fit's residuals could say otherwise at idle).
+        """
+        krps = np.asarray(rps, dtype=np.float64)[..., None] / 1000
+        doublings = np.log2(np.clip(np.asarray(connections, dtype=np.float64), *CONNECTIONS_RANGE))[..., None]
+        a, b, c = (np.array([row[i] for row in self.added_latency]) for i in (1, 2, 3))
+        added = (a + b * krps + c * doublings).clip(min=0.0) * self.added_latency_scale
+        return np.maximum.accumulate(added, axis=-1)
 
 
 class _EnvoyFigures(TypedDict):
@@ -127,7 +167,7 @@ MESH_COSTS: dict[str, ProxyCost] = {
     "consul": ProxyCost(container="consul-dataplane", memory_idle_mib=55.0, **_ENVOY),
     "linkerd": ProxyCost(container="linkerd-proxy", cpu_idle=0.002, cpu_per_krps=0.200 * 36 / 67,
                          memory_idle_mib=17.0, memory_per_endpoint_kib=8.0, memory_per_krps_mib=4.65,
-                         latency_idle_ms=0.66 * 0.4, latency_per_krps_ms=0.23 * 0.4),
+                         latency_idle_ms=0.66 * 0.4, latency_per_krps_ms=0.23 * 0.4, added_latency_scale=0.4),
     "kuma": ProxyCost(container="kuma-sidecar", memory_idle_mib=66.0, **_ENVOY),
     "hubble": ProxyCost(container="cilium-envoy", memory_idle_mib=55.0, per_node=True, **_ENVOY),
 }

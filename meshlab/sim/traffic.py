@@ -12,61 +12,20 @@ scrape, when every counter reads zero.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
-from .costs import MESH_COSTS
 from .dist import Mixture
+from .latency import latency_mixture, queueing_factor
+from .pods import MAX_SAMPLES, Pod, _pods, _rng, estimate_samples, pod_timeline
 from .scenario import GRPC_CODES, Edge, Scenario, Workload
 
 __all__ = ["MAX_SAMPLES", "EdgeTraffic", "Pod", "Traffic", "estimate_samples", "pod_timeline", "simulate"]
-
-_HASH_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the alphabet Kubernetes uses for generated names
-
-
-def _rng(seed: int, *parts: object) -> np.random.Generator:
-    # One independent, reproducible stream per named thing, whatever order things are built in.
-    return np.random.default_rng([seed, *(zlib.crc32(str(p).encode()) for p in parts)])
-
-
-def _token(seed: int, text: str, length: int) -> str:
-    digest = hashlib.sha256(f"{seed}:{text}".encode()).digest()
-    return "".join(_HASH_ALPHABET[b % len(_HASH_ALPHABET)] for b in digest[:length])
-
-
-@dataclass
-class Pod:
-    """One pod of a workload.
-
-    Attributes
-    ----------
-    name : str
-        The pod name, e.g. ``frontend-7c9f8b6d4f-x2k9p`` (Deployments) or ``db-0`` (StatefulSets).
-    ip : str
-        A made-up pod IP, used in ``instance`` labels.
-    first : int
-        The first scrape at which the pod exists (its counters read zero there).
-    last : int
-        The last scrape at which it exists.
-    restarts : list of int
-        Scrapes whose interval contains a restart: the counters read only that interval.
-    """
-
-    workload: Workload
-    index: int
-    name: str
-    ip: str
-    template_hash: str
-    first: int
-    last: int
-    restarts: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -179,6 +138,14 @@ class Traffic:
         alive = np.maximum(self.exists(workload).sum(axis=1), 1)
         return both.sum(axis=1) / alive / self.interval_s
 
+    def proxy_connections(self, workload: Workload) -> np.ndarray:
+        """float ``[scrape]``: HTTP and gRPC connections open through an average proxy of the workload."""
+        total = np.zeros(self.n)
+        for et in self.edges:
+            if not et.is_tcp and workload.key in (et.source.key, et.target.key):
+                total += et.open.sum(axis=(1, 2))
+        return total / np.maximum(self.exists(workload).sum(axis=1), 1)
+
     def latency(self, workload: Workload, mesh: str, side: str, caller: Workload | None = None,
                 network_ms: float = 0.0) -> Mixture:
         """The latency distribution per interval of requests to ``workload``, as one side sees it.
@@ -186,95 +153,9 @@ class Traffic:
         ``side="server"`` is what the destination's own proxy measures (service time plus
         its inbound proxy); ``side="client"`` is what the caller's proxy measures (plus the
         network and the caller's outbound proxy). ``mesh="none"`` is the application's own
-        view, with no proxy.
+        view, with no proxy. The model is :mod:`meshlab.sim.latency`'s.
         """
-        spec = workload.latency
-        factor = self.latency_factor[workload.key]
-        shift = np.zeros(self.n)
-        if mesh != "none" and not workload.external:
-            shift = shift + MESH_COSTS[mesh].latency_ms(self.proxy_rps(workload))
-        if side == "client":
-            shift = shift + network_ms
-            if mesh != "none" and caller is not None and caller.meshed:
-                shift = shift + MESH_COSTS[mesh].latency_ms(self.proxy_rps(caller))
-        return Mixture(
-            median=spec.median_ms * factor,
-            sigma=np.full(self.n, spec.sigma),
-            tail_p=np.full(self.n, spec.tail_probability),
-            tail_f=np.full(self.n, spec.tail_factor),
-            shift=shift,
-        )
-
-
-#: ``Pod.last`` of a pod that runs until the end of any run.
-_FOREVER = 2**62
-
-
-def _scrape_at(offset_s: float, interval_s: float) -> int:
-    # An event at offset t takes effect at the first scrape at or after t.
-    return int(np.ceil(offset_s / interval_s))
-
-
-def pod_timeline(scenario: Scenario) -> dict[str, list[Pod]]:
-    """Every pod the scenario ever runs, independent of any run's length.
-
-    Pods that run to the end have ``last`` = a very large number; :func:`simulate` cuts
-    the timeline at its last scrape, so a shorter run holds exactly the pods and restarts
-    of a longer one up to its end and nothing scheduled after it.
-
-    Raises
-    ------
-    InvalidArgument
-        If a ``pod_restart`` names a pod that does not run at that time.
-    """
-    pods: dict[str, list[Pod]] = {}
-    interval_s = scenario.interval_s
-    for w_index, w in enumerate(scenario.workloads):
-        events = sorted((i for i in scenario.incidents if i.workload in (w.key, w.name) and i.kind == "scale"),
-                        key=lambda i: i.start_s)
-        template = _token(scenario.seed, f"{w.key}/template", 10)
-        made: list[Pod] = []
-
-        def add(index: int, first: int, w: Workload = w, template: str = template, made: list[Pod] = made,
-                w_index: int = w_index) -> None:
-            if w.kind == "statefulset":
-                name = f"{w.name}-{index}"
-            elif w.kind == "job" or w.kind == "daemonset":
-                name = f"{w.name}-{_token(scenario.seed, f'{w.key}/{index}', 5)}"
-            else:
-                name = f"{w.name}-{template}-{_token(scenario.seed, f'{w.key}/{index}', 5)}"
-            ip = f"10.{w_index % 250 + 1}.{index // 250}.{index % 250 + 2}"
-            made.append(Pod(w, index, name, ip, template, first, _FOREVER))
-
-        replicas = 1 if w.external else w.replicas
-        for i in range(replicas):
-            add(i, 0)
-        for event in events:
-            k = _scrape_at(event.start_s, interval_s)
-            live = [p for p in made if p.last == _FOREVER]
-            if event.replicas > len(live):
-                for i in range(len(made), len(made) + event.replicas - len(live)):
-                    add(i, k)
-            for pod in live[event.replicas:]:
-                pod.last = k - 1 if k > pod.first else pod.first
-        for event in scenario.incidents:
-            if event.kind == "pod_restart" and event.workload in (w.key, w.name):
-                k = max(_scrape_at(event.start_s, interval_s), 1)
-                if not (event.pod < len(made) and made[event.pod].first <= k <= made[event.pod].last):
-                    running = [p.index for p in made if p.first <= k <= p.last]
-                    raise InvalidArgument(f"pod_restart on {w.key} at {event.start_s:g}s: there is no pod "
-                                          f"{event.pod} at that time (pods running: {running})")
-                made[event.pod].restarts.append(k)
-        pods[w.key] = made
-    return pods
-
-
-def _pods(scenario: Scenario, n: int) -> dict[str, list[Pod]]:
-    # The timeline cut at scrape n - 1: what is scheduled later does not happen in this run.
-    return {key: [Pod(p.workload, p.index, p.name, p.ip, p.template_hash, p.first, min(p.last, n - 1),
-                      sorted(r for r in p.restarts if r <= n - 1))
-                  for p in pods if p.first <= n - 1]
-            for key, pods in pod_timeline(scenario).items()}
+        return latency_mixture(self, workload, mesh, side, caller, network_ms)
 
 
 def _split(total: np.ndarray, ok: np.ndarray, streams: list[np.random.Generator]) -> np.ndarray:
@@ -293,36 +174,6 @@ def _split(total: np.ndarray, ok: np.ndarray, streams: list[np.random.Generator]
         out[:, j] = drawn
         remaining -= drawn
     return out
-
-
-#: The default largest run :func:`simulate` accepts, in simulated values (see
-#: :func:`estimate_samples`). Measured at about 7 bytes of peak memory per value (a week of
-#: the shop scenario: 7.0 M values, +50 MB, 1.3 s), so about 0.7 GB and 20 s at the limit,
-#: before any mesh renders it.
-MAX_SAMPLES = 100_000_000
-
-
-def estimate_samples(scenario: Scenario, n: int) -> int:
-    """How many values a run of ``n`` scrapes simulates, before simulating it.
-
-    Per edge: one count per scrape, pair of pods and status, plus four for connections and
-    bytes; per pod two series (CPU and memory). Cheap: it counts pods without making them.
-    """
-    pods: dict[str, int] = {}
-    for w in scenario.workloads:
-        live = made = 1 if w.external else w.replicas
-        for event in sorted((i for i in scenario.incidents if i.kind == "scale" and i.workload in (w.key, w.name)),
-                            key=lambda i: i.start_s):
-            made += max(event.replicas - live, 0)
-            live = event.replicas
-        pods[w.key] = made
-    bursts = {code for i in scenario.incidents if i.kind == "error_burst" for code in i.errors}
-    per_scrape = 2 * sum(pods.values())
-    for edge in scenario.edges:
-        statuses = 0 if edge.protocol == "tcp" else 1 + len(set(edge.errors) | bursts)
-        pairs = pods[scenario.workload(edge.source).key] * pods[scenario.workload(edge.target).key]
-        per_scrape += pairs * (statuses + 4)
-    return n * per_scrape
 
 
 def simulate(scenario: Scenario, *, hours: float | None = None, max_samples: int = MAX_SAMPLES) -> Traffic:
@@ -433,6 +284,11 @@ def simulate(scenario: Scenario, *, hours: float | None = None, max_samples: int
     for et in traffic.edges:
         _reconnect_after_restarts(et, pods)
     traffic.edges.sort(key=lambda et: scenario.edges.index(et.edge))
+    for w in scenario.workloads:
+        if w.capacity_rps is not None:  # requests queue as a pod's load nears its capacity
+            per_pod = traffic.inbound_requests(w).sum(axis=1) / np.maximum(traffic.exists(w).sum(axis=1), 1)
+            traffic.latency_factor[w.key] = latency_factor[w.key] * queueing_factor(
+                per_pod / scenario.interval_s, w.capacity_rps)
     return traffic
 
 

@@ -10,9 +10,10 @@ import numpy as np
 
 from ..costs import MESH_COSTS
 from ..dist import Mixture
+from ..pods import _token
 from ..render import Family
 from ..scenario import Workload
-from ..traffic import EdgeTraffic, Pod, Traffic, _rng, _token
+from ..traffic import EdgeTraffic, Pod, Traffic, _rng
 
 LINKERD_BUCKETS_MS = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500, 1000, 2000, 3000, 4000, 5000,
                       10000, 20000, 30000, 40000, 50000, float("inf"))

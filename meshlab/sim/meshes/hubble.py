@@ -8,8 +8,9 @@ from functools import partial
 import numpy as np
 
 from ..dist import Mixture
+from ..pods import _token
 from ..render import Family
-from ..traffic import Pod, Traffic, _token
+from ..traffic import Pod, Traffic
 from ._common import HUBBLE_BUCKETS_S, NODES, _Context, _grouped, _node, _node_proxy_cost_families, _Sums
 
 #: (method, protocol) as Cilium's Envoy reports them for each edge protocol.
