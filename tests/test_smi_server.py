@@ -32,6 +32,8 @@ import pandas as pd
 import pytest
 import requests
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import meshlab as ml
 from meshlab.cli import main as cli_main
@@ -336,6 +338,29 @@ def test_hostile_input_is_a_clear_4xx_and_reaches_no_promql(smi, proxy, path, co
     assert (status, body["kind"], body["code"]) == (code, "Status", code)
     assert said.lower() in body["message"].lower() and len(body["message"]) < 600, body["message"]
     assert proxy.queries() == before and smi.service.promql_queries() == served
+
+
+@settings(max_examples=100, deadline=None)
+@given(segment=st.text(min_size=1, max_size=300).filter(lambda t: "/" not in t), edges=st.booleans())
+def test_every_path_segment_is_a_dns_name_or_a_4xx(segment, edges):
+    """The class behind the hostile cases: whatever a name segment holds, routing gives a DNS name or a 4xx."""
+    from meshlab.smi.server import _Reply, route
+
+    for path in (f"{BASE}/namespaces/{segment}/deployments", f"{BASE}/namespaces/shop/pods/{segment}"
+                 + ("/edges" if edges else "")):
+        try:
+            found = route(path)
+        except _Reply as reply:
+            refused = reply
+        else:
+            refused = None
+        if refused is not None:
+            assert 400 <= refused.code < 500 and len(refused.message) < 600
+            continue
+        assert not isinstance(found, str)
+        for value, limit in ((found.namespace, 63), (found.name, 253)):
+            assert value is None or (len(value) <= limit and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", value)
+                                     and ".." not in value and '"' not in value)
 
 
 def test_writes_are_refused(smi):
