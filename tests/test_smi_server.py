@@ -477,6 +477,19 @@ def test_a_burst_of_2000_requests_costs_one_set_of_queries_per_key(prom, proxy):
               f"{sent} PromQL requests ({per_key} for the {len(KEY_PATHS)} keys)")
 
 
+def test_cached_answers_expire_after_the_ttl(proxy):
+    path = f"{BASE}/namespaces/back/deployments"
+    with serve_smi(proxy.url, "linkerd", at=AT, cache_ttl=1.0) as server:
+        start = proxy.queries()
+        first = requests.get(f"{server.url}{path}", timeout=30).json()
+        one_set = proxy.queries() - start
+        assert requests.get(f"{server.url}{path}/api", timeout=30).status_code == 200  # the same frame
+        assert proxy.queries() - start == one_set > 0
+        time.sleep(1.1)
+        assert requests.get(f"{server.url}{path}", timeout=30).json() == first
+        assert proxy.queries() - start == 2 * one_set
+
+
 # -- TLS, kubectl ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -575,11 +588,12 @@ def test_serve_smi_command_refuses_bad_arguments_in_one_line(prom, args, said, c
 
 
 def test_the_server_s_packages_load_only_when_a_server_starts():
-    code = ("import sys, meshlab, meshlab.smi, meshlab.k8s, meshlab.cli; "
-            "print([m for m in ('starlette', 'uvicorn', 'prometheus_client') if m in sys.modules])")
+    code = ("import sys, meshlab, meshlab.smi, meshlab.k8s; from meshlab.cli import main; "
+            "status = main(['serve-smi', '--prometheus', 'http://127.0.0.1:9']); "  # refused before anything loads
+            "print([m for m in ('starlette', 'uvicorn', 'prometheus_client') if m in sys.modules], status)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert done.stdout.strip() == "[]"
+    assert done.stdout.strip() == "[] 2"
 
 
 def test_serve_smi_command_serves_until_sigterm(prom):
