@@ -318,6 +318,7 @@ HOSTILE = [
     ("/apis/metrics.smi-spec.io/v9/namespaces/back/deployments", 404, "not served"),
     (f"{BASE}/namespaces/back/deployments?mesh=envoy", 400, "serves linkerd, istio, consul"),
     (f"{BASE}/namespaces/back/deployments?mesh=%22%7D", 400, "mesh"),
+    (f"{BASE}/namespaces/back/deployments?mesh=", 400, "invalid mesh ''"),
     (f"{BASE}/namespaces/back/deployments?t=", 400, "window"),
     (f"{BASE}/namespaces/back/deployments?t=soon", 400, "window"),
     (f"{BASE}/namespaces/back/deployments?t=-30s", 400, "window"),
@@ -382,6 +383,22 @@ def test_health_and_readiness_follow_prometheus(smi, free_port):
         down = requests.get(f"{dead.url}{BASE}/namespaces/back/deployments", timeout=10)
         assert down.status_code == 503 and down.json()["reason"] == "ServiceUnavailable"
         assert "connection refused" in down.json()["message"].lower()
+
+
+def test_readiness_does_not_wait_for_a_silent_prometheus(monkeypatch):
+    import socket
+
+    import meshlab.smi.server as server_module
+
+    monkeypatch.setattr(server_module, "READY_TIMEOUT_S", 0.5)
+    with socket.socket() as silent:  # accepts connections (the kernel does), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        with serve_smi(f"http://127.0.0.1:{silent.getsockname()[1]}", "linkerd") as server:
+            began = time.monotonic()
+            ready = requests.get(f"{server.url}/readyz", timeout=10)
+            assert ready.status_code == 503 and "did not answer within 0.5 s" in ready.text
+            assert time.monotonic() - began < 3
 
 
 @pytest.fixture

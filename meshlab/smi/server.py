@@ -48,6 +48,8 @@ __all__ = ["SMIServer", "SMIService", "create_app", "serve_smi"]
 MAX_WINDOW_S = 86400.0
 #: the shortest: rate() needs two samples, and Prometheus scrapes every few seconds at best
 MIN_WINDOW_S = 1.0
+#: how long /readyz waits for Prometheus
+READY_TIMEOUT_S = 5.0
 _NS = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")  # DNS-1123 label: a namespace
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")  # DNS-1123 subdomain
 _PLURAL_KIND = {plural: kind for kind, (_, plural) in _KINDS.items()}
@@ -339,7 +341,7 @@ class SMIService:
             return list(self.adapters)
         unknown = [n for n in names if n not in self.adapters]
         if unknown or not names:
-            raise _Reply(400, "BadRequest", f"invalid mesh {_short(unknown[0] if unknown else ',')}: this server "
+            raise _Reply(400, "BadRequest", f"invalid mesh {_short(unknown[0] if unknown else '')}: this server "
                                             f"serves {', '.join(self.adapters)} (?mesh=NAME, repeated or "
                                             "comma-separated)")
         return list(dict.fromkeys(names))
@@ -470,7 +472,10 @@ def create_app(service: SMIService) -> Any:
             if path == "/healthz":
                 response = Response("ok\n", media_type="text/plain")
             elif path == "/readyz":
-                ok, said = await run_in_threadpool(service.ready)
+                try:  # a kubelet probe waits a second or so: do not make it wait for the client's retries
+                    ok, said = await asyncio.wait_for(run_in_threadpool(service.ready), READY_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    ok, said = False, f"Prometheus at {service.prom.url} did not answer within {READY_TIMEOUT_S:g} s"
                 response = Response(("ok: " if ok else "not ready: ") + said + "\n", status_code=200 if ok else 503,
                                     media_type="text/plain")
             elif path == "/metrics":
