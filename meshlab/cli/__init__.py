@@ -35,9 +35,9 @@ def cli(debug: bool) -> None:
 
 
 def _register() -> None:
-    from . import data, mesh, report, sim
+    from . import data, mesh, report, serve, sim
 
-    for command in (*mesh.COMMANDS, *data.COMMANDS, *report.COMMANDS, *sim.COMMANDS):
+    for command in (*mesh.COMMANDS, *data.COMMANDS, *report.COMMANDS, *sim.COMMANDS, *serve.COMMANDS):
         cli.add_command(command)
 
 

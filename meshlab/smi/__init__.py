@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .server import SMIServer
+
 from ._spec import API_GROUP, CLUSTER_LABEL, MESH_LABEL, VERSIONS
 from ._wire import format_go_duration, format_quantity, parse_go_duration, parse_quantity
 from .read import from_traffic_metrics
@@ -54,6 +56,13 @@ def read(*args: Any, **kwargs: Any) -> pd.DataFrame:
     return read_smi(*args, **kwargs)
 
 
+def serve(*args: Any, **kwargs: Any) -> SMIServer:
+    """Serve meshes' signals as the SMI metrics API: :func:`meshlab.smi.server.serve_smi` (loads starlette)."""
+    from .server import serve_smi
+
+    return serve_smi(*args, **kwargs)
+
+
 __all__ = [
     "API_GROUP",
     "CLUSTER_LABEL",
@@ -65,5 +74,6 @@ __all__ = [
     "parse_go_duration",
     "parse_quantity",
     "read",
+    "serve",
     "to_traffic_metrics",
 ]
