@@ -486,3 +486,31 @@ def test_comparison_draws_a_live_traffic_comparison(shootout):
     for mesh, value in drawn.items():
         assert value == pytest.approx(overall[mesh], rel=1e-5)
     assert "shop/cart" in set(data["key"])
+
+
+def test_every_chart_draws_in_chromium_with_a_silent_console(built, tmp_path):
+    """All charts on one page (the report's page and bundle): each draws, and Vega-Lite logs nothing.
+
+    Vega-Lite's compile warnings (e.g. a faceted independent scale over differently filtered layers,
+    an opacity channel on an unsorted nominal field) go to the console; any message fails.
+    """
+    require_binary("chromium", "chromium-browser")
+    from meshlab._reportpage import page, vega_bundle
+    from meshlab.charts._save import _vl_version
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    specs = [(name, built[name].to_dict()) for name in CHART_NAMES]
+    html = page("every chart", None, pd.Timestamp("2024-01-01", tz="UTC"), {}, {}, specs, [],
+                pd.DataFrame(), vega_bundle(_vl_version()))
+    path = tmp_path / "charts.html"
+    path.write_text(html, encoding="utf-8")
+    result = subprocess.run([str(binary), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+                             "--virtual-time-budget=20000", "--dump-dom", path.as_uri()],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], "\n".join(console)
+    rendered = re.findall(r'<div [^>]*id="(chart-\d+)" data-rendered="true"', result.stdout)
+    assert sorted(rendered) == sorted(f"chart-{i}" for i in range(len(specs))), \
+        [CHART_NAMES[i] for i in range(len(specs)) if f"chart-{i}" not in rendered]
