@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 import requests
 
@@ -254,10 +256,28 @@ def test_debug_shows_the_traceback():
 
 
 def _commands(group, path=()):
-    for name, command in group.commands.items():
+    """Every command's path, the lazily loaded ones too (``group.commands`` holds only those loaded)."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         yield (*path, name)
-        if hasattr(command, "commands"):
+        if isinstance(command, click.Group):
             yield from _commands(command, (*path, name))
+
+
+def test_the_command_list_names_every_command_with_its_own_short_help():
+    """``meshlab --help`` lists lazy commands from cli.LAZY without importing them: it must say what they say."""
+    from meshlab.cli import LAZY
+
+    ctx = click.Context(cli)
+    assert cli.list_commands(ctx) == sorted(LAZY) and len(LAZY) >= 9
+    for name, (_, short) in LAZY.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=200) == short, name
+    listed = run("--help").stdout
+    for name, (_, short) in LAZY.items():
+        assert re.search(rf"^  {name} +{re.escape(short)}$", listed, re.M), name
 
 
 @pytest.mark.parametrize("path", [(), *_commands(cli)], ids=lambda p: " ".join(p) or "meshlab")
