@@ -452,3 +452,24 @@ def test_resolve_kind_is_the_public_way_to_name_a_kind(name):
         assert spec.resolve_kind(kind) == kind
     with pytest.raises(InvalidArgument, match=f"{name} cannot name workloads by kind 'galaxy'; supported kinds: "):
         spec.resolve_kind("galaxy")
+
+
+def test_every_command_has_its_error_paths_tested():
+    """Each runnable command appears in the one-line error tables (here and test_cli.BAD), so a new one cannot
+    arrive without them."""
+    from .test_cli import BAD
+
+    ctx = click.Context(cli)
+    leaves = {" ".join(path) for path in _commands(cli)
+              if not isinstance(_resolve(cli, ctx, path), click.Group)}
+    covered = {command for command, _, _ in ERRORS} | {" ".join(argv[:2]) for argv, _ in BAD if argv} \
+        | {argv[0] for argv, _ in BAD if argv}
+    assert leaves - covered == set(), sorted(leaves - covered)
+
+
+def _resolve(group: click.Group, ctx: click.Context, path: tuple[str, ...]) -> click.Command | None:
+    command: click.Command | None = group
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.get_command(ctx, name)
+    return command
