@@ -514,3 +514,28 @@ def test_every_chart_draws_in_chromium_with_a_silent_console(built, tmp_path):
     rendered = re.findall(r'<div [^>]*id="(chart-\d+)" data-rendered="true"', result.stdout)
     assert sorted(rendered) == sorted(f"chart-{i}" for i in range(len(specs))), \
         [CHART_NAMES[i] for i in range(len(specs)) if f"chart-{i}" not in rendered]
+
+
+def _texts(node: Any) -> Iterator[str]:
+    """Every text drawn in a Vega scenegraph."""
+    if isinstance(node, dict):
+        if isinstance(node.get("text"), str):
+            yield node["text"]
+        for value in node.values():
+            yield from _texts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _texts(value)
+
+
+def test_latency_vs_load_draws_the_slo_label_once_per_panel():
+    """It was drawn once per run, on top of itself (a smeared label); the scenegraph counts what is drawn."""
+    import vl_convert
+
+    from meshlab.charts._save import _vl_version
+
+    bench = benchmark_frame()
+    spec = charts.latency_vs_load(bench, slo_ms=5).to_dict()
+    scene = vl_convert.vegalite_to_scenegraph(spec, vl_version=_vl_version())
+    labels = [t for t in _texts(scene) if t == "SLO p99 5 ms"]
+    assert len(labels) == bench["mesh"].nunique() == 3

@@ -333,6 +333,10 @@ def latency_vs_load(benchmark: pd.DataFrame, *, slo_ms: float, percentile: str =
     slo_label = alt.Chart().mark_text(color="#d62728", align="left", dy=-6, fontSize=10).encode(
         x=alt.value(4), y=alt.datum(slo_ms), text=alt.value(f"SLO {short} {slo_ms:g} ms"),
         tooltip=alt.value(f"the SLO: {short} ≤ {slo_ms:g} ms"))
+    # the rule and its label come from the panel's data: once per panel, not once per run drawn on top of itself
+    once = {"window": [{"op": "row_number", "as": "slo_row"}], "groupby": ["panel"]}
+    slo = slo.transform_window(**once).transform_filter("datum.slo_row == 1")
+    slo_label = slo_label.transform_window(**once).transform_filter("datum.slo_row == 1")
     parts: list[Any] = [lines, dots, slo, slo_label]
     if max_rps is not None:
         parts.append(alt.Chart().mark_rule(strokeDash=[2, 2]).encode(
