@@ -487,3 +487,56 @@ def test_comparison_draws_a_live_traffic_comparison(shootout):
     for mesh, value in drawn.items():
         assert value == pytest.approx(overall[mesh], rel=1e-5)
     assert "shop/cart" in set(data["key"])
+
+
+def test_every_chart_draws_in_chromium_with_a_silent_console(built, tmp_path):
+    """All charts on one page (the report's page and bundle): each draws, and Vega-Lite logs nothing.
+
+    Vega-Lite's compile warnings (e.g. a faceted independent scale over differently filtered layers,
+    an opacity channel on an unsorted nominal field) go to the console; any message fails.
+    """
+    require_binary("chromium", "chromium-browser")
+    from meshlab._reportpage import page, vega_bundle
+    from meshlab.charts._save import _vl_version
+
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    specs = [(name, built[name].to_dict()) for name in CHART_NAMES]
+    html = page("every chart", None, pd.Timestamp("2024-01-01", tz="UTC"), {}, {}, specs, [],
+                pd.DataFrame(), vega_bundle(_vl_version()))
+    path = tmp_path / "charts.html"
+    path.write_text(html, encoding="utf-8")
+    result = subprocess.run([str(binary), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+                             "--virtual-time-budget=20000", "--dump-dom", path.as_uri()],
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    console = [line for line in result.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], "\n".join(console)
+    rendered = re.findall(r'<div [^>]*id="(chart-\d+)" data-rendered="true"', result.stdout)
+    assert sorted(rendered) == sorted(f"chart-{i}" for i in range(len(specs))), \
+        [CHART_NAMES[i] for i in range(len(specs)) if f"chart-{i}" not in rendered]
+
+
+def _texts(node: Any) -> Iterator[str]:
+    """Every text drawn in a Vega scenegraph."""
+    if isinstance(node, dict):
+        if isinstance(node.get("text"), str):
+            yield node["text"]
+        for value in node.values():
+            yield from _texts(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _texts(value)
+
+
+def test_latency_vs_load_draws_the_slo_label_once_per_panel():
+    """It was drawn once per run, on top of itself (a smeared label); the scenegraph counts what is drawn."""
+    import vl_convert
+
+    from meshlab.charts._save import _vl_version
+
+    bench = benchmark_frame()
+    spec = charts.latency_vs_load(bench, slo_ms=5).to_dict()
+    scene = vl_convert.vegalite_to_scenegraph(spec, vl_version=_vl_version())
+    labels = [t for t in _texts(scene) if t == "SLO p99 5 ms"]
+    assert len(labels) == bench["mesh"].nunique() == 3

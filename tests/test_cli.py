@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import click
 import pytest
 import requests
 
@@ -127,7 +128,7 @@ def test_meshes_may_have_spaces_after_commas(tmp_path):
     ["--start", "-90m", "--end", "-1m", "--step", "30s"], ["-o", "x.csv", "--start", "-1h"],
 ])
 def test_time_options_take_negative_values(argv):
-    query = cli.commands["query"]
+    query = cli.get_command(click.Context(cli), "query")
     with query.make_context("query", ["URL", "up", *argv]) as ctx:
         parsed = ctx.params
     given = dict(zip(argv[::2], argv[1::2], strict=True))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 import requests
 
@@ -203,6 +205,16 @@ ERRORS = [
      "--step='soon' is not a duration"),
     ("sandbox", ["--meshes", "linkerd,nosuchmesh"], "nosuchmesh"),
     ("sandbox", ["--hours", "0"], "--hours: must be a positive number"),
+    ("report", [*_SOURCE, "--mesh", "linkerd", "--timeout", "1"], "could not connect to Prometheus at http://127.0.0.1:"),
+    ("report", [*_SOURCE, "--mesh", "nosuchmesh"], "unknown mesh 'nosuchmesh'; available: consul, hubble, istio"),
+    ("report", [*_SOURCE, "--step", "5x"], "--step"),
+    ("report", [*_SOURCE, "--window", "0s"], "--window: must be a positive duration"),
+    ("report", [*_SOURCE, "--start", "half past"], "--start='half past' is not a time"),
+    ("report", ["--dataset", "nosuchdataset"], "nosuchdataset"),
+    ("query", ["http://127.0.0.1:{closed}", "up", "--timeout", "1"], "could not connect to Prometheus at http://127.0"),
+    ("query", ["http://127.0.0.1:{closed}", "up", "--start", "-1h", "--end", "whenever"], "--end"),
+    ("sim push", ["http://127.0.0.1:{closed}", "--hours", "0.01"], "could not connect to http://127.0.0.1:"),
+    ("sim backfill", ["--meshes", "linkerd,nosuchmesh", "--hours", "0.01"], "nosuchmesh"),
     ("datasets", [], "required: command"),
     ("datasets", ["nope"], "invalid choice: 'nope'"),
 ]
@@ -244,10 +256,28 @@ def test_debug_shows_the_traceback():
 
 
 def _commands(group, path=()):
-    for name, command in group.commands.items():
+    """Every command's path, the lazily loaded ones too (``group.commands`` holds only those loaded)."""
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
         yield (*path, name)
-        if hasattr(command, "commands"):
+        if isinstance(command, click.Group):
             yield from _commands(command, (*path, name))
+
+
+def test_the_command_list_names_every_command_with_its_own_short_help():
+    """``meshlab --help`` lists lazy commands from cli.LAZY without importing them: it must say what they say."""
+    from meshlab.cli import LAZY
+
+    ctx = click.Context(cli)
+    assert cli.list_commands(ctx) == sorted(LAZY) and len(LAZY) >= 9
+    for name, (_, short) in LAZY.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=200) == short, name
+    listed = run("--help").stdout
+    for name, (_, short) in LAZY.items():
+        assert re.search(rf"^  {name} +{re.escape(short)}$", listed, re.M), name
 
 
 @pytest.mark.parametrize("path", [(), *_commands(cli)], ids=lambda p: " ".join(p) or "meshlab")
@@ -263,13 +293,14 @@ _PROBE = """
 import sys
 from meshlab.cli import main
 status = main(sys.argv[1:])
-print("loaded:", sorted(m for m in ("pandas", "numpy", "requests", "rich", "pyarrow") if m in sys.modules),
+HEAVY = ("pandas", "numpy", "requests", "rich", "pyarrow", "altair", "kubernetes", "scipy")
+print("loaded:", sorted(m for m in HEAVY if m in sys.modules),
       "status:", status, file=sys.stderr)
 """
 
 
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["--version"], ["stat", "--help"],
+    ["--help"], ["--version"], ["stat", "--help"], ["edges", "--help"], ["report", "--help"], ["sim", "--help"],
     ["query", "http://127.0.0.1:{closed}", "up", "--start", "-1h", "--timeout", "1"],
     ["stat", "--prometheus", "http://127.0.0.1:{closed}", "--mesh", "linkerd", "--at", "-5m"],
 ], ids=lambda a: " ".join(a))
@@ -367,3 +398,78 @@ def test_report_needs_one_source(argv, tmp_path):
     result = run("report", *argv, "--out", str(tmp_path / "r"))
     assert result.returncode == 2 and result.stderr == \
         "meshlab: error: give one source: --dataset NAME or --prometheus URL\n"
+
+
+# -- progress on a terminal; machine output stays clean --------------------------------------------
+
+def _run_with_terminal_stderr(*args: str) -> tuple[int, str, str]:
+    """Run meshlab with stderr on a pseudo-terminal (as at a shell prompt) and stdout on a pipe."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm", "COLUMNS": "120"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen([sys.executable, "-m", "meshlab", *args], stdout=subprocess.PIPE, stderr=follower,
+                               text=True, env=env)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.stdout is not None
+    out = process.stdout.read()
+    os.close(leader)
+    return process.wait(timeout=120), out, b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_progress_goes_to_a_terminal_stderr_and_never_into_machine_output(url, fmt):
+    argv = ["stat", "--prometheus", url, "--at", AT, "-n", "front", "-o", fmt]
+    plain = run(*argv)
+    assert plain.returncode == 0 and plain.stderr == "", plain.stderr  # a pipe gets no progress
+    status, out, err = _run_with_terminal_stderr(*argv)
+    assert status == 0, err
+    assert "fetching" in err and "istio traffic" in err  # the bar was drawn, on stderr
+    assert out == plain.stdout  # stdout holds the result and nothing else
+    if fmt == "json":
+        assert {r["mesh"] for r in json.loads(out)} == {"linkerd", "istio", "consul"}
+
+
+@pytest.mark.parametrize("name", sorted(ml.meshes.available()))
+def test_resolve_kind_is_the_public_way_to_name_a_kind(name):
+    from meshlab.errors import InvalidArgument
+    from meshlab.meshes import get_mesh
+
+    spec = get_mesh(name)
+    assert spec.resolve_kind(None) == spec.default_kind and spec.default_kind in spec.kinds
+    for kind in spec.kinds:
+        assert spec.resolve_kind(kind) == kind
+    with pytest.raises(InvalidArgument, match=f"{name} cannot name workloads by kind 'galaxy'; supported kinds: "):
+        spec.resolve_kind("galaxy")
+
+
+def test_every_command_has_its_error_paths_tested():
+    """Each runnable command appears in the one-line error tables (here and test_cli.BAD), so a new one cannot
+    arrive without them."""
+    from .test_cli import BAD
+
+    ctx = click.Context(cli)
+    leaves = {" ".join(path) for path in _commands(cli)
+              if not isinstance(_resolve(cli, ctx, path), click.Group)}
+    covered = {command for command, _, _ in ERRORS} | {" ".join(argv[:2]) for argv, _ in BAD if argv} \
+        | {argv[0] for argv, _ in BAD if argv}
+    assert leaves - covered == set(), sorted(leaves - covered)
+
+
+def _resolve(group: click.Group, ctx: click.Context, path: tuple[str, ...]) -> click.Command | None:
+    command: click.Command | None = group
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.get_command(ctx, name)
+    return command

@@ -10,17 +10,11 @@ Importing this module imports altair; ``import meshlab`` does not.
 
 from __future__ import annotations
 
-from ._charts import (
-    capacity,
-    comparison,
-    edge_matrix,
-    golden_signals,
-    latency_by_mesh,
-    latency_vs_load,
-    worst_workloads,
-)
+from ._analysis import capacity, comparison, latency_vs_load
 from ._prep import DEFAULT_MAX_ROWS, downsample
 from ._save import FORMATS, save, to_html
+from ._timeseries import golden_signals
+from ._workloads import edge_matrix, latency_by_mesh, worst_workloads
 
 __all__ = ["DEFAULT_MAX_ROWS", "FORMATS", "capacity", "comparison", "downsample", "edge_matrix", "golden_signals",
            "latency_by_mesh", "latency_vs_load", "save", "to_html", "worst_workloads"]

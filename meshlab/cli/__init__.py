@@ -25,23 +25,28 @@ from .core import DEBUG, Group
 __all__ = ["cli", "main"]
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]},
+#: Commands loaded when used: name -> ("module:attribute", the short help ``meshlab --help`` lists).
+LAZY = {
+    "stat": ("meshlab.cli.mesh:stat", "Golden signals per workload now."),
+    "edges": ("meshlab.cli.mesh:edges", "Golden signals per edge now."),
+    "top": ("meshlab.cli.mesh:top", "The worst workloads now."),
+    "demo": ("meshlab.cli.data:demo", "Summarise the bundled mesh-shootout dataset and build its report."),
+    "query": ("meshlab.cli.data:query", "Run PromQL; a tidy CSV."),
+    "datasets": ("meshlab.cli.data:datasets", "The bundled datasets."),
+    "report": ("meshlab.cli.report:report", "Write a report folder with CSVs and an HTML page."),
+    "sim": ("meshlab.cli.sim:sim", "The traffic simulator."),
+    "sandbox": ("meshlab.cli.sim:sandbox", "Serve a simulated scenario from a local Prometheus."),
+    "serve-smi": ("meshlab.cli.serve:serve_smi", "Serve the SMI Traffic Metrics API."),
+}
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]}, lazy=LAZY,
              help="Service-mesh golden signals as tidy data.")
 @click.version_option(__version__, "--version", prog_name="meshlab", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="On an error, show the traceback too.")
 def cli(debug: bool) -> None:
     if debug:
         DEBUG["on"] = True
-
-
-def _register() -> None:
-    from . import data, mesh, report, serve, sim
-
-    for command in (*mesh.COMMANDS, *data.COMMANDS, *report.COMMANDS, *sim.COMMANDS, *serve.COMMANDS):
-        cli.add_command(command)
-
-
-_register()
 
 
 def _one_line(message: str) -> str:

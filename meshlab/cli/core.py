@@ -85,9 +85,43 @@ class Command(click.Command):
 
 
 class Group(click.Group):
-    """A group that names a missing or unknown command as argparse does."""
+    """A group that names a missing or unknown command as argparse does, and loads commands lazily.
+
+    ``lazy`` maps a command name to ``("module:attribute", short help)``: the module is imported
+    only when that command runs or shows its help, so ``meshlab --help`` imports none of them
+    (click's LazyGroup pattern, with the short help kept here for the command list).
+    """
 
     command_class = Command
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, str]] = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            import importlib
+
+            module, _, attribute = self.lazy[cmd_name][0].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in self.lazy and name not in self.commands:
+                rows.append((name, self.lazy[name][1]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(formatter.width - 6 - max(map(len, self.commands),
+                                                                                         default=0))))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = expand_prefixes(self, args, stop_at_positional=True, ctx=ctx)

@@ -107,4 +107,3 @@ def datasets_list(fmt: str) -> int:
     return 0
 
 
-COMMANDS = (demo, query, datasets)

@@ -7,6 +7,7 @@ Every number comes from the mesh adapters (:mod:`meshlab.meshes`) at one instant
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -89,9 +90,20 @@ def stat_frame(prom: Prometheus, adapters: list[Mesh], kind: str | None, namespa
     """One row per workload with inbound traffic or TCP connections: ``meshlab stat``'s raw values."""
     import pandas as pd
 
+    from .progress import fetch_all
+
+    jobs: list[tuple[str, Callable[[], pd.DataFrame]]] = []
+    for adapter in adapters:
+        jobs.append((f"{adapter.name} traffic", partial(adapter.traffic, kind, namespace=namespace, at=at,
+                                                        window=window, quantiles=(0.95,))))
+        if adapter.tcp_workload_signal is not None:
+            jobs.append((f"{adapter.name} tcp", partial(adapter.tcp, kind, namespace=namespace, at=at, window=window,
+                                                        per="workload")))
+        jobs.append((f"{adapter.name} proxies", partial(adapter.proxies, namespace=namespace, at=at, window=window)))
+    fetched = iter(fetch_all(jobs))
     parts = []
     for adapter in adapters:
-        traffic = adapter.traffic(kind, namespace=namespace, at=at, window=window, quantiles=(0.95,))
+        traffic = next(fetched)
         keys = ["namespace", "name"]
         frame = traffic[["timestamp", "mesh", "kind", *keys, "requests", "failure_count", "success_rate", "rps",
                          "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms"]].copy()
@@ -100,7 +112,7 @@ def stat_frame(prom: Prometheus, adapters: list[Mesh], kind: str | None, namespa
         tcp_columns = ["tcp_open_connections", "tcp_opened_connections", "tcp_sent_bytes_per_second",
                        "tcp_received_bytes_per_second"]
         if adapter.tcp_workload_signal is not None:
-            tcp = adapter.tcp(kind, namespace=namespace, at=at, window=window, per="workload")
+            tcp = next(fetched)
             tcp = pd.DataFrame({
                 "namespace": tcp["dst_namespace"].astype(object), "name": tcp["dst_name"].astype(object),
                 "tcp_open_connections": tcp["open_connections"], "tcp_opened_connections": tcp["opened_connections"],
@@ -109,13 +121,14 @@ def stat_frame(prom: Prometheus, adapters: list[Mesh], kind: str | None, namespa
             frame = frame.merge(tcp, on=keys, how="outer")
             # workloads with TCP but no HTTP traffic; assigned, not fillna(): pandas 2.2 warns that
             # fillna on object columns will stop downcasting
-            for column, value in (("timestamp", at), ("mesh", adapter.name), ("kind", adapter._kind(kind))):
+            named = adapter.resolve_kind(kind)
+            for column, value in (("timestamp", at), ("mesh", adapter.name), ("kind", named)):
                 frame.loc[frame[column].isna(), column] = value
         else:
             for column in tcp_columns:
                 frame[column] = float("nan")
         # MESHED: the pods with this mesh's proxy container now (cAdvisor), by the pods' workload.
-        proxies = adapter.proxies(namespace=namespace, at=at, window=window)
+        proxies = next(fetched)
         pods = proxies.groupby([proxies["namespace"].astype(object), proxies["workload"].astype(object)])["pod"] \
             .nunique().rename("meshed_pods").reset_index().rename(columns={"workload": "name"})
         frame = frame.merge(pods, on=keys, how="left")
@@ -207,27 +220,24 @@ SIDE says whose proxy saw the edge: the client's or the server's. -n filters the
               help="Whose proxies' view.")
 def edges(url: str, mesh: str, namespace: str | None, kind: str | None, window: str, at: str, timeout: float,
           fmt: str, side: str) -> int:
-    import pandas as pd
+    from ..schema import concat
+    from .progress import fetch_all
 
     _check_mesh_name(mesh)
     prom = prometheus(url, timeout)  # --at is checked already; it is read after this, with pandas
     when = _instant(at)
     adapters = _adapters(prom, mesh)
-    parts = []
-    for adapter in adapters:
-        sides = None if side == "all" else [side]
-        if sides and side not in adapter.edge_signals:
-            continue
-        parts.append(adapter.edges(kind, namespace=namespace, at=when, window=window, sides=sides,
-                                   quantiles=(0.95,)))
+    sides = None if side == "all" else [side]
+    parts = fetch_all([(f"{a.name} edges", partial(a.edges, kind, namespace=namespace, at=when, window=window,
+                                                   sides=sides, quantiles=(0.95,)))
+                       for a in adapters if not sides or side in a.edge_signals])
     columns = ["timestamp", "mesh", "kind", "src_namespace", "src_name", "dst_namespace", "dst_name", "side",
                "success_rate", "rps", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
                "requests", "failure_count"]
-    frame = pd.concat([p[columns] for p in parts], ignore_index=True) if parts else pd.DataFrame(columns=columns)
-    for column in columns[1:8]:
-        frame[column] = frame[column].astype(object)
+    # ml.concat keeps the edges contract across meshes (categories unioned); rows sort by the label text
+    frame = concat(parts, kind="edges")[columns]
     frame = frame.sort_values(["mesh", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"],
-                              kind="stable").reset_index(drop=True)
+                              key=lambda c: c.astype(object), kind="stable").reset_index(drop=True)
     cols = [*([Col("MESH", "mesh", right=False)] if len(adapters) > 1 or fmt == "wide" else []),
             Col("SRC_NS", "src_namespace", text, wide=True, right=False), Col("SRC", "src_name", text, right=False),
             Col("DST_NS", "dst_namespace", text, wide=True, right=False), Col("DST", "dst_name", text, right=False),
@@ -279,4 +289,3 @@ def top(url: str, mesh: str, namespace: str | None, kind: str | None, window: st
     return 0
 
 
-COMMANDS = (stat, edges, top)

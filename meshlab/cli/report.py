@@ -56,17 +56,20 @@ def report(dataset: str | None, url: str | None, mesh: str, namespace: str | Non
         _check_mesh_name(mesh)
         prom = prometheus(url, timeout)
         adapters = _adapters(prom, mesh)
-        frames = {
-            "traffic": schema.concat([a.traffic(namespace=namespace, start=start, end=end, step=step, window=window)
-                                      for a in adapters], "traffic"),
-            "edges": schema.concat([a.edges(namespace=namespace, start=start, end=end, step=step, window=window)
-                                    for a in adapters], "edges"),
-            "tcp": schema.concat([a.tcp(namespace=namespace, per="workload", start=start, end=end, step=step,
-                                        window=window) for a in adapters if a.tcp_workload_signal is not None],
-                                 "tcp"),
-            "proxies": schema.concat([a.proxies(namespace=namespace, start=start, end=end, step=step, window=window)
-                                      for a in adapters], "proxies"),
+        from functools import partial
+
+        from .progress import fetch_all
+
+        span: dict[str, Any] = {"namespace": namespace, "start": start, "end": end, "step": step, "window": window}
+        jobs: dict[str, list[tuple[str, Any]]] = {
+            "traffic": [(f"{a.name} traffic", partial(a.traffic, **span)) for a in adapters],
+            "edges": [(f"{a.name} edges", partial(a.edges, **span)) for a in adapters],
+            "tcp": [(f"{a.name} tcp", partial(a.tcp, per="workload", **span)) for a in adapters
+                    if a.tcp_workload_signal is not None],
+            "proxies": [(f"{a.name} proxies", partial(a.proxies, **span)) for a in adapters],
         }
+        fetched = iter(fetch_all([job for kind in jobs.values() for job in kind]))
+        frames = {kind: schema.concat([next(fetched) for _ in kind_jobs], kind) for kind, kind_jobs in jobs.items()}
     from ..report import report as write_report
 
     done = write_report(frames, out, title=title, charts=charts)
@@ -74,4 +77,3 @@ def report(dataset: str | None, url: str | None, mesh: str, namespace: str | Non
     return 0
 
 
-COMMANDS = (report,)

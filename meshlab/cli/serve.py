@@ -67,4 +67,3 @@ def serve_smi(url: str, meshes: tuple[str, ...], host: str, port: int, tls_cert:
     return 0  # pragma: no cover
 
 
-COMMANDS = (serve_smi,)

@@ -273,4 +273,3 @@ def sandbox(scenario: str, meshes: str, hours: float | None, load: str, cache: b
     return 0  # pragma: no cover
 
 
-COMMANDS = (sim, sandbox)

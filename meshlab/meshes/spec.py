@@ -357,6 +357,17 @@ class MeshSpec:
         raise NotImplementedError
 
     @classmethod
+    def resolve_kind(cls, kind: str | None) -> str:
+        """The workload kind a query with ``kind`` names workloads by: ``kind`` itself, or this mesh's default.
+
+        Raises
+        ------
+        InvalidArgument
+            If this mesh cannot name workloads by ``kind``; the message lists the kinds it can.
+        """
+        return cls._kind(kind)
+
+    @classmethod
     def _kind(cls, kind: str | None) -> str:
         """``kind``, or this mesh's default; an error names the kinds it supports."""
         if kind is None:
