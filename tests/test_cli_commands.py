@@ -215,6 +215,10 @@ ERRORS = [
     ("query", ["http://127.0.0.1:{closed}", "up", "--start", "-1h", "--end", "whenever"], "--end"),
     ("sim push", ["http://127.0.0.1:{closed}", "--hours", "0.01"], "could not connect to http://127.0.0.1:"),
     ("sim backfill", ["--meshes", "linkerd,nosuchmesh", "--hours", "0.01"], "nosuchmesh"),
+    ("serve-smi", _SOURCE, "connection refused"),
+    ("serve-smi", [*_SOURCE, "--window", "5x"], "--window"),
+    ("serve-smi", [*_SOURCE, "--mesh", "nosuchmesh"], "nosuchmesh"),
+    ("serve-smi", [*_SOURCE, "--port", "70000"], "--port: a port is 0 to 65535"),
     ("datasets", [], "required: command"),
     ("datasets", ["nope"], "invalid choice: 'nope'"),
 ]

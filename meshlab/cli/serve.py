@@ -41,6 +41,11 @@ def serve_smi(url: str, meshes: tuple[str, ...], host: str, port: int, tls_cert:
     for name in meshes:
         if not name.strip():
             raise InvalidArgument("--mesh needs a mesh name such as linkerd")
+    if meshes:  # a typo is reported before the network is tried
+        from ..meshes.registry import get_mesh
+
+        for name in meshes:
+            get_mesh(name.strip())
     refuse_unreachable(url, timeout)
     import socket
 
