@@ -518,7 +518,27 @@ def concat(frames: Iterable[pd.DataFrame], kind: str | None = None) -> pd.DataFr
         kind = kind_of(parts[0])
     if not parts:
         return empty(kind)
-    return conform(pd.concat(parts, ignore_index=True), kind)
+    return conform(pd.concat(_with_shared_categories(parts), ignore_index=True), kind)
+
+
+def _with_shared_categories(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The frames with each label column's categories made the union of all of theirs.
+
+    pandas turns categoricals with different categories into text when concatenating, and pandas 2.x
+    warns when a part's label is all missing (its categories are empty); shared categories avoid both.
+    """
+    names = {name for frame in frames for name in frame.columns
+             if isinstance(frame[name].dtype, pd.CategoricalDtype)}
+    for name in names:
+        columns = [frame[name] for frame in frames if name in frame.columns]
+        if not all(isinstance(c.dtype, pd.CategoricalDtype) for c in columns):
+            continue
+        union = columns[0].cat.categories
+        for column in columns[1:]:
+            union = union.union(column.cat.categories)  # sorted where the labels sort
+        frames = [frame.assign(**{name: frame[name].cat.set_categories(union)}) if name in frame.columns else frame
+                  for frame in frames]
+    return frames
 
 
 def kind_of(frame: pd.DataFrame) -> str:
