@@ -25,7 +25,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,6 +97,41 @@ def end_run_at(traffic: Traffic, end: TimeLike | None = None) -> Traffic:
         return traffic
     scenario = dataclasses.replace(traffic.scenario, start=traffic.scenario.start + pd.Timedelta(delta, unit="ms"))
     return dataclasses.replace(traffic, scenario=scenario, times_ms=traffic.times_ms + delta)
+
+
+def place_run(scenario: Scenario, hours: float | None, *, end: TimeLike | None = None, live: bool = False,
+              live_hours: float = LIVE_HOURS) -> tuple[Traffic, Traffic | None]:
+    """Simulate ``scenario`` ending at ``end``; with ``live``, also the run that continues it in real time.
+
+    Returns
+    -------
+    (Traffic, Traffic or None)
+        The history, and (``live=True``) the history and ``live_hours`` after it as one run,
+        placed so that its first ``len(history)`` scrapes are the history's.
+    """
+    traffic = end_run_at(simulate(scenario, hours=hours), end)
+    if not isinstance(live, bool):
+        raise InvalidArgument(f"live must be True or False, got {live!r}; give live_hours= for how long")
+    if not live:
+        return traffic, None
+    if end is not None and to_millis(to_timestamp(end, name="end")) < to_millis(utc_now()) - 1000 * 3600:
+        raise InvalidArgument("live=True continues the run in real time from its end: leave end= out (or near now)")
+    if isinstance(live_hours, bool) or not isinstance(live_hours, (int, float)) or not live_hours > 0:
+        raise InvalidArgument(f"live_hours must be a number of hours > 0, got {live_hours!r}")
+    history_h = traffic.interval_s * (traffic.n - 1) / 3600
+    # a shorter run is the start of a longer one: the history, then what comes after it
+    full = simulate(scenario, hours=history_h + float(live_hours))
+    extra_ms = int(full.times_ms[-1] - full.times_ms[traffic.n - 1])
+    return traffic, end_run_at(full, pd.Timestamp(int(traffic.times_ms[-1]) + extra_ms, unit="ms", tz="UTC"))
+
+
+def live_scrape_config(address: str, interval_s: float) -> str:
+    """The scrape configuration (Prometheus' or vmagent's) of a live sandbox's exporter at ``address``."""
+    interval = format_duration(pd.Timedelta(seconds=interval_s))
+    # honor_labels keeps the proxies' own job and instance labels, so the live series continue the history's
+    return (f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
+            f"scrape_configs:\n  - job_name: {LIVE_JOB}\n    honor_labels: true\n"
+            f"    static_configs:\n      - targets: ['{address}']\n")
 
 
 def cache_dir() -> Path:
@@ -202,26 +237,11 @@ class Sandbox:
         self.load = load
         self._scenario = load_scenario(scenario)  # the run as simulated, placed at the scenario's own start
         self.meshes = tuple(meshes)
-        self.traffic: Traffic = end_run_at(simulate(self._scenario, hours=hours), end)
+        self.traffic, self.live_traffic = place_run(self._scenario, hours, end=end, live=live, live_hours=live_hours)
         self.scenario = self.traffic.scenario
         self.cache = cache
         self.server: LocalPrometheus | None = None
         self.exporter: SimExporter | None = None
-        self.live_traffic: Traffic | None = None
-        if not isinstance(live, bool):
-            raise InvalidArgument(f"live must be True or False, got {live!r}; give live_hours= for how long")
-        if live:
-            if end is not None and to_millis(to_timestamp(end, name="end")) < to_millis(utc_now()) - 1000 * 3600:
-                raise InvalidArgument("live=True continues the run in real time from its end: leave end= out "
-                                      "(or near now)")
-            if isinstance(live_hours, bool) or not isinstance(live_hours, (int, float)) or not live_hours > 0:
-                raise InvalidArgument(f"live_hours must be a number of hours > 0, got {live_hours!r}")
-            history_h = self.traffic.interval_s * (self.traffic.n - 1) / 3600
-            # a shorter run is the start of a longer one: the history, then what comes after it
-            full = simulate(self._scenario, hours=history_h + float(live_hours))
-            extra_ms = int(full.times_ms[-1] - full.times_ms[self.traffic.n - 1])
-            self.live_traffic = end_run_at(full, pd.Timestamp(int(self.traffic.times_ms[-1]) + extra_ms, unit="ms",
-                                                              tz="UTC"))
 
     @property
     def key(self) -> str:
@@ -329,11 +349,7 @@ class Sandbox:
         assert self.server is not None and self.live_traffic is not None and self.exporter is not None
         traffic = self.live_traffic
         self.exporter.start()
-        interval = format_duration(pd.Timedelta(seconds=traffic.interval_s))
-        # honor_labels keeps the proxies' own job and instance labels, so the live series continue the history's
-        config = (f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
-                  f"scrape_configs:\n  - job_name: {LIVE_JOB}\n    honor_labels: true\n"
-                  f"    static_configs:\n      - targets: ['{self.exporter.address}']\n")
+        config = live_scrape_config(self.exporter.address, traffic.interval_s)
         # Only now: a scrape during the load would put samples at "now" ahead of the history being pushed.
         (self.server.workdir / "prometheus.yml").write_text(config)
         pid = self.server.pid
@@ -449,7 +465,8 @@ class Sandbox:
 def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
             meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *,
             cache: bool = True, load: str = "remote-write", end: TimeLike | None = None, live: bool = False,
-            live_hours: float = LIVE_HOURS) -> Iterator[Prometheus]:
+            live_hours: float = LIVE_HOURS, clusters: Mapping[str, Any] | None = None,
+            store: str = "victoria-metrics") -> Iterator[Any]:
     """Simulate a scenario into a real local Prometheus and yield a client for it.
 
     Parameters
@@ -484,11 +501,22 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         (and cached); the history's end, and so ``end=``, is now.
     live_hours : float
         How long the live traffic lasts (6 hours by default); after it the counters stand still.
+    clusters : mapping of str to scenario, optional
+        A fleet: one simulated cluster per name (``{"eu": "shop", "us": "shop"}``; each with a
+        seed of its own, so their traffic differs), instead of ``scenario``. See
+        :mod:`meshlab.sim.fleet`.
+    store : {"victoria-metrics", "prometheus"}
+        With ``clusters``: one VictoriaMetrics for all, every series labelled ``cluster``
+        (a ``vmagent`` per cluster scrapes it live), yielded as one client (read it with
+        ``by_cluster=True``); or one Prometheus per cluster, yielded as a dict of clients
+        for :func:`meshlab.concat_sources`. ``cache`` and ``load`` apply to Prometheus only.
 
     Yields
     ------
     Prometheus
-        Its ``sandbox`` attribute is the :class:`Sandbox` (scenario, traffic, truth).
+        Its ``sandbox`` attribute is the :class:`Sandbox` (scenario, traffic, truth); with
+        ``clusters``, the :class:`~meshlab.sim.fleet.Fleet` (and, for ``store="prometheus"``,
+        a dict of cluster name to client).
 
     Raises
     ------
@@ -497,6 +525,21 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         how to install it: ``apt-get install prometheus`` or ``conda install -c conda-forge
         prometheus``.
     """
+    if clusters is not None:
+        from .fleet import Fleet
+
+        if scenario != "shop":
+            raise InvalidArgument("give each cluster its scenario in clusters= ({'eu': 'shop'}), not scenario=")
+        fleet = Fleet(clusters, meshes, hours, store=store, end=end, live=live, live_hours=live_hours, cache=cache,
+                      load=load)
+        with fleet:
+            if store == "prometheus":
+                yield fleet.sources
+                return
+            client = fleet.prometheus
+            client.sandbox = fleet  # type: ignore[attr-defined]
+            yield client
+        return
     box = Sandbox(scenario, meshes, hours, cache=cache, load=load, end=end, live=live, live_hours=live_hours)
     with box:
         client = box.prometheus
