@@ -21,12 +21,9 @@ from collections.abc import Mapping, Sequence
 import requests
 
 from ..errors import InvalidArgument, MeshlabError
-from .local import INSTALL_HINTS, _LocalServer, find_binary
+from .local import _LocalServer, find_binary
 
 __all__ = ["VmAgent"]
-
-INSTALL_HINTS.setdefault("vmagent", "install it with `apt-get install --no-install-recommends vmagent` "
-                                    "(Debian/Ubuntu) or download vmagent-prod from the VictoriaMetrics releases")
 
 #: vmagent's own metrics that hold what it has not yet sent on.
 _PENDING = re.compile(r"^(vmagent_remotewrite_pending_data_bytes|vm_persistentqueue_bytes_pending)\{?[^ ]*\s+(\S+)$",
