@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import requests as req
+import yaml
 
 import meshlab as ml
 from meshlab import schema
@@ -178,3 +184,70 @@ def test_live_fleet_vmagents_scrape_each_cluster_into_one_store():
     for pid in agents:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+# -- meshlab sandbox --live / --clusters, as real subprocesses ---------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _instant(url: str, promql: str) -> list[dict]:
+    body = req.get(f"{url}/api/v1/query", params={"query": promql, "time": f"{time.time():.3f}"}, timeout=10).json()
+    assert body["status"] == "success", body
+    return body["data"]["result"]
+
+
+def _sandbox_process(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MESHLAB_CACHE": str(tmp_path / "cache")}
+    return subprocess.Popen([sys.executable, "-m", "meshlab", "sandbox", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _stop(process: subprocess.Popen[str], urls: list[str], ready: str) -> None:
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    stderr = process.stderr.read() if process.stderr else ""
+    assert "Traceback" not in stderr and stderr.splitlines()[-1] == "meshlab: sandbox stopped"
+    for url in urls:
+        with pytest.raises(req.ConnectionError):
+            req.get(url + ready, timeout=5)
+
+
+def test_cli_sandbox_live_moves_at_now_until_interrupted(tmp_path):
+    require_binary("prometheus")
+    scenario = tmp_path / "fast.yaml"
+    scenario.write_text(yaml.safe_dump({**load_scenario(INCIDENTS).to_dict(), "interval": "2s"}))
+    process = _sandbox_process(tmp_path, "--scenario", str(scenario), "--meshes", "linkerd", "--hours", "0.05",
+                               "--live", "--live-hours", "0.05")
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else ""
+        query = 'sum(response_total{direction="inbound"})'
+        first = _instant(url, query)
+        time.sleep(2 * 2 + 1)  # two scrapes later
+        second = _instant(url, query)
+        assert float(second[0]["value"][1]) > float(first[0]["value"][1]) > 0  # the counters move at "now"
+        assert second[0]["value"][0] > first[0]["value"][0]
+        _stop(process, [url], "/-/ready")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_cli_sandbox_clusters_serve_one_store_labelled_by_cluster(tmp_path):
+    require_binary("victoria-metrics", "victoria-metrics-prod")
+    process = _sandbox_process(tmp_path, "--clusters", "eu=shop,us=shop", "--store", "victoria-metrics",
+                               "--meshes", "istio", "--hours", "0.1")
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else ""
+        found = _instant(url, 'count by (cluster) (istio_requests_total{reporter="destination"})')
+        assert sorted(r["metric"]["cluster"] for r in found) == ["eu", "us"]
+        _stop(process, [url], "/health")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
