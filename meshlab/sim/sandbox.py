@@ -11,7 +11,11 @@ TSDB blocks are cached (keyed by meshlab's version, the scenario and the argumen
 time), with a manifest of sizes and checksums checked on every use, so the next sandbox of
 the same run only copies them and moves them in time (:func:`meshlab.prometheus.tsdb.shift_blocks`);
 the cache keeps to ``$MESHLAB_CACHE_MAX_BYTES`` (2 GiB by default), dropping the least
-recently used runs first (:func:`prune_cache`).
+recently used runs first (:func:`prune_cache`, in :mod:`meshlab.sim.cache`). Several clusters at
+once (``clusters=``) are :mod:`meshlab.sim.fleet`'s.
+
+(About 480 lines, over half of them docstrings: the run's placement in time, the Sandbox
+and its cache-aware loader, which share the run and the server; the cache itself is its own module.)
 """
 
 from __future__ import annotations
@@ -39,13 +43,14 @@ from ..prometheus.local import (
     LocalPrometheus,
     backfill,
     find_binary,
-    flock,
     locked_tempdir,
     remove_stale_dirs,
     remove_stale_workdirs,
 )
 from ..prometheus.tsdb import ManifestError, can_shift, verify_manifest, write_manifest
 from ..timeutil import TimeLike, format_duration, to_millis, to_timestamp, utc_now
+from .cache import CACHE_MAX_BYTES as CACHE_MAX_BYTES
+from .cache import _cache_budget, _cache_lock, cache_dir, prune_cache
 from .meshes import check_mesh
 from .output import push_backfill, write_backfill
 from .scenario import Scenario, load_scenario
@@ -59,8 +64,6 @@ __all__ = ["Sandbox", "SandboxCacheWarning", "cache_dir", "end_run_at", "prune_c
 DEFAULT_MESHES = ("linkerd", "istio", "consul")
 #: How a sandbox loads its run into Prometheus; the first is the default.
 LOADERS = ("remote-write", "promtool")
-#: How much the sandbox cache may hold before the least recently used runs are removed.
-CACHE_MAX_BYTES = 2 * 2**30
 #: How many hours of traffic a live sandbox simulates after its history (then its counters stop).
 LIVE_HOURS = 6.0
 #: The scrape job of a live sandbox's Prometheus.
@@ -132,76 +135,6 @@ def live_scrape_config(address: str, interval_s: float) -> str:
     return (f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
             f"scrape_configs:\n  - job_name: {LIVE_JOB}\n    honor_labels: true\n"
             f"    static_configs:\n      - targets: ['{address}']\n")
-
-
-def cache_dir() -> Path:
-    """Where sandboxes cache their TSDB blocks: ``$MESHLAB_CACHE``, else ``~/.cache/meshlab``."""
-    explicit = os.environ.get("MESHLAB_CACHE")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "meshlab"
-
-
-def prune_cache(max_bytes: int | None = None, *, keep: Sequence[Path] = ()) -> list[Path]:
-    """Remove the least recently used cached runs until the sandbox cache holds at most ``max_bytes``.
-
-    Safe to run from several processes: pruning takes the cache's lock exclusively, and a
-    sandbox holds it shared while it copies a run, so no run is removed under a reader.
-
-    Parameters
-    ----------
-    max_bytes : int, optional
-        The budget; ``$MESHLAB_CACHE_MAX_BYTES``, else 2 GiB. ``0`` empties the cache.
-    keep : sequence of Path
-        Runs never removed (the one just built).
-
-    Returns
-    -------
-    list of Path
-        The runs removed.
-    """
-    budget = _cache_budget() if max_bytes is None else max_bytes
-    root = cache_dir() / "sandbox"
-    removed = []
-    with _cache_lock(shared=False):
-        runs = {}
-        for run in root.iterdir():
-            if run.is_dir() and not run.name.startswith("."):  # dot-names are runs still being built
-                try:
-                    runs[run] = (run.stat().st_mtime, sum(f.stat().st_size for f in run.rglob("*") if f.is_file()))
-                except FileNotFoundError:  # removed by hand meanwhile
-                    continue
-        total = sum(size for _, size in runs.values())
-        for run in sorted(runs, key=lambda r: runs[r][0]):  # oldest use first
-            if total <= budget:
-                break
-            if run in keep:
-                continue
-            shutil.rmtree(run, ignore_errors=True)
-            total -= runs[run][1]
-            removed.append(run)
-    return removed
-
-
-def _cache_budget() -> int:
-    text = os.environ.get("MESHLAB_CACHE_MAX_BYTES")
-    if text is None:
-        return CACHE_MAX_BYTES
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidArgument(f"MESHLAB_CACHE_MAX_BYTES must be a whole number of bytes (e.g. {CACHE_MAX_BYTES}), "
-                              f"got {text!r}") from None
-
-
-@contextmanager
-def _cache_lock(*, shared: bool) -> Iterator[None]:
-    """The sandbox cache's lock: shared while a run is read, exclusive while runs are removed."""
-    root = cache_dir() / "sandbox"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "ab") as lock:
-        flock(lock, shared=shared, wait=True)
-        yield
 
 
 class Sandbox:
