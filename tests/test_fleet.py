@@ -236,17 +236,21 @@ def test_cli_sandbox_live_moves_at_now_until_interrupted(tmp_path):
             process.wait()
 
 
-def test_cli_sandbox_clusters_serve_one_store_labelled_by_cluster(tmp_path):
-    require_binary("victoria-metrics", "victoria-metrics-prod")
-    process = _sandbox_process(tmp_path, "--clusters", "eu=shop,us=shop", "--store", "victoria-metrics",
+def test_cli_sandbox_clusters_on_prometheus_serve_one_server_per_cluster(tmp_path):
+    """--store prometheus: one sandbox per cluster, a NAME=URL line each, each its own seed."""
+    require_binary("prometheus")
+    process = _sandbox_process(tmp_path, "--clusters", "eu=shop,us=shop", "--store", "prometheus",
                                "--meshes", "istio", "--hours", "0.1")
     try:
         assert process.stdout is not None
-        url = process.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:"), process.stderr.read() if process.stderr else ""
-        found = _instant(url, 'count by (cluster) (istio_requests_total{reporter="destination"})')
-        assert sorted(r["metric"]["cluster"] for r in found) == ["eu", "us"]
-        _stop(process, [url], "/health")
+        lines = [process.stdout.readline().strip() for _ in range(2)]
+        urls = dict(line.split("=", 1) for line in lines if "=" in line)
+        assert sorted(urls) == ["eu", "us"], (lines, process.stderr.read() if process.stderr else "")
+        totals = {name: float(_instant(url, 'sum(istio_requests_total{reporter="destination"})')[0]["value"][1])
+                  for name, url in urls.items()}
+        assert totals["eu"] != totals["us"] and min(totals.values()) > 0
+        assert all(not _instant(url, 'count({__name__=~"istio.*", cluster!=""})') for url in urls.values())
+        _stop(process, list(urls.values()), "/-/ready")
     finally:
         if process.poll() is None:
             process.kill()
