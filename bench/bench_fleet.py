@@ -109,7 +109,7 @@ def main() -> None:
                 peak = status_kib("self", "VmHWM")
                 row["frames"][frame] = {
                     "seconds": round(seconds, 1), "rows": len(result), "requests": Counting.sent,
-                    "bytes_per_row": round(result.memory_usage(deep=True).sum() / max(len(result), 1), 1),
+                    "bytes_per_row": round(float(result.memory_usage(deep=True).sum()) / max(len(result), 1), 1),
                     "meshlab_peak_mib": round(peak / 1024, 1), "meshlab_peak_above_start_mib":
                         round((peak - before) / 1024, 1)}
                 print(f"{store}: {frame}: {row['frames'][frame]}", flush=True)
