@@ -229,8 +229,22 @@ _SANDBOX_HELP = """Start a local Prometheus holding a simulated scenario, print 
 interrupted (Ctrl-C or SIGTERM stop it and remove its data).
 
 The run ends now, so `meshlab stat --prometheus URL --mesh linkerd` shows it at once. Runs are
-cached: the same scenario starts in about a second the next time.
+cached: the same scenario starts in about a second the next time. With --live the run goes on
+in real time (Prometheus scrapes the simulator), so `--at now` moves. With --clusters
+eu=shop,us=shop it serves a fleet: one VictoriaMetrics fed by a vmagent per cluster (every
+series labelled cluster=NAME; one URL printed), or with --store prometheus one Prometheus per
+cluster (one `NAME=URL` line each).
 """
+
+
+def _clusters(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    pairs = [part.split("=", 1) for part in value.split(",")]
+    if not all(len(pair) == 2 and pair[0] and pair[1] for pair in pairs):
+        raise click.BadParameter(f"give NAME=SCENARIO pairs separated by commas, such as eu=shop,us=shop; "
+                                 f"got {value!r}")
+    return {name: scenario for name, scenario in pairs}
 
 
 @click.command(cls=Command, help=_SANDBOX_HELP, short_help="Serve a simulated scenario from a local Prometheus.")
@@ -239,14 +253,25 @@ cached: the same scenario starts in about a second the next time.
               help="How the run gets into Prometheus.")
 @click.option("--no-cache", "cache", is_flag=True, flag_value=False, default=True,
               help="Neither reuse nor keep the run's cached TSDB blocks.")
+@click.option("--live", is_flag=True, default=False, help="Go on in real time after the history: `--at now` moves.")
+@click.option("--live-hours", type=positive(float, "live hours"), default=6.0, show_default=True,
+              help="With --live: how long the live traffic lasts.")
+@click.option("--clusters", callback=_clusters, default=None,
+              help="A fleet: NAME=SCENARIO pairs, e.g. eu=shop,us=shop (instead of --scenario).")
+@click.option("--store", type=click.Choice(["victoria-metrics", "prometheus"]), default="victoria-metrics",
+              show_default=True, help="With --clusters: one VictoriaMetrics for all, or one Prometheus each.")
 @output_option
 @debug_option
-def sandbox(scenario: str, meshes: str, hours: float | None, load: str, cache: bool, fmt: str) -> int:
+def sandbox(scenario: str, meshes: str, hours: float | None, load: str, cache: bool, live: bool, live_hours: float,
+            clusters: dict[str, str] | None, store: str, fmt: str) -> int:
     with _stop_on_sigterm():
         try:
+            if clusters is not None:
+                return _serve_fleet(clusters, meshes, hours, store=store, live=live, live_hours=live_hours,
+                                    cache=cache, load=load, fmt=fmt)
             from ..sim.sandbox import Sandbox
 
-            box = Sandbox(scenario, meshes.split(","), hours, cache=cache, load=load)
+            box = Sandbox(scenario, meshes.split(","), hours, cache=cache, load=load, live=live, live_hours=live_hours)
             with box:
                 assert box.server is not None
                 url = box.server.url
@@ -257,14 +282,16 @@ def sandbox(scenario: str, meshes: str, hours: float | None, load: str, cache: b
                     from .output import emit
 
                     emit(pd.DataFrame({"url": [url], "scenario": [box.scenario.name], "meshes": [meshes],
-                                       "start": [times[0]], "end": [times[-1]], "pid": [box.server.pid]}), fmt)
+                                       "start": [times[0]], "end": [times[-1]], "pid": [box.server.pid],
+                                       "live": [live]}), fmt)
                     sys.stdout.flush()
                 else:
                     print(url, flush=True)
-                # The run ends as the sandbox starts: past a window, "now" holds no traffic.
+                # The run ends as the sandbox starts: past a window, "now" holds no traffic (unless live).
+                at = "now" if live else f"{times[-1]:%Y-%m-%dT%H:%M:%SZ}"
                 print(f"meshlab: sandbox: {box.scenario.name} ({meshes}) from {times[0]:%Y-%m-%d %H:%M} to "
-                      f"{times[-1]:%H:%M} UTC served at {url} (pid {box.server.pid}); read it with: meshlab stat "
-                      f"--prometheus {url} --at {times[-1]:%Y-%m-%dT%H:%M:%SZ}; Ctrl-C to stop",
+                      f"{times[-1]:%H:%M} UTC{', then live' if live else ''} served at {url} (pid {box.server.pid}); "
+                      f"read it with: meshlab stat --prometheus {url} --at {at}; Ctrl-C to stop",
                       file=sys.stderr, flush=True)
                 _wait_forever()
         except KeyboardInterrupt:
@@ -272,4 +299,31 @@ def sandbox(scenario: str, meshes: str, hours: float | None, load: str, cache: b
             return 0
     return 0  # pragma: no cover
 
+
+def _serve_fleet(clusters: dict[str, str], meshes: str, hours: float | None, *, store: str, live: bool,
+                 live_hours: float, cache: bool, load: str, fmt: str) -> int:
+    from ..sim.fleet import Fleet
+
+    fleet = Fleet(clusters, meshes.split(","), hours, store=store, live=live, live_hours=live_hours, cache=cache,
+                  load=load)
+    with fleet:
+        urls = {name: client.url for name, client in fleet.sources.items()}
+        if fmt in ("json", "csv"):
+            import pandas as pd
+
+            from .output import emit
+
+            emit(pd.DataFrame({"cluster": list(urls), "url": list(urls.values()), "store": store, "live": live}), fmt)
+        elif store == "victoria-metrics":
+            print(next(iter(urls.values())))
+        else:
+            for name, url in urls.items():
+                print(f"{name}={url}")
+        sys.stdout.flush()
+        how = ("read it with by_cluster=True, e.g. meshlab.Istio(URL).traffic(at='now', by_cluster=True)"
+               if store == "victoria-metrics" else "read them with meshlab.concat_sources")
+        print(f"meshlab: sandbox: fleet of {', '.join(clusters)} ({meshes}){' live' if live else ''} in {store}; "
+              f"{how}; Ctrl-C to stop", file=sys.stderr, flush=True)
+        _wait_forever()
+    return 0  # pragma: no cover
 

@@ -39,7 +39,7 @@ import pandas as pd
 from .. import schema
 from ..errors import InvalidArgument, ShortWindowWarning
 from ..prometheus.client import Prometheus
-from ..prometheus.promql import selector
+from ..prometheus.promql import label_name, selector
 from ..timeutil import Duration, TimeLike, format_duration, to_timedelta
 from . import queries
 from .spec import (
@@ -94,20 +94,20 @@ class Mesh(MeshSpec, abstract=True):
     @classmethod
     def promql(cls, signal: str, kind: str | None = None, namespace: str | None = None, name: str | None = None,
                window: Duration = "1m", *, side: str | None = None, quantile: float = 0.99,
-               source: str = "cadvisor") -> str:
+               source: str = "cadvisor", by_labels: Sequence[str] = ()) -> str:
         """The exact PromQL meshlab runs for one signal, to inspect or reuse (no server needed).
 
         See :func:`meshlab.meshes.queries.promql` for the parameters.
         """
         return queries.promql(cls, signal, kind, namespace, name, window, side=side, quantile=quantile,
-                              source=source)
+                              source=source, by_labels=by_labels)
 
     # -- frames --------------------------------------------------------------------------------
 
     def traffic(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
                 start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
                 window: Duration = "1m", at: TimeLike | None = None,
-                quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
+                quantiles: Sequence[float] = schema.QUANTILES, by_cluster: bool | str = False) -> pd.DataFrame:
         """Golden signals of each workload's inbound traffic, as its own proxies see them.
 
         Give ``start`` and ``end`` (and ``step``) for time series, or ``at`` for one
@@ -118,6 +118,13 @@ class Mesh(MeshSpec, abstract=True):
         ``latency_pNN_high_ms`` bound the histogram bucket it fell in (one more query).
         See the module docstring for the semantics.
 
+        ``by_cluster=True`` reads a store holding several clusters (one VictoriaMetrics fed
+        by a ``vmagent`` per cluster, Thanos, Mimir): ``cluster`` joins every ``by`` clause,
+        so each signal is still one query whatever the number of clusters, and the frame
+        gets a categorical ``cluster`` column, as :func:`meshlab.concat_sources` gives. Pass
+        the label's name (``by_cluster="k8s_cluster"``) when it is not ``cluster``. Every
+        frame method takes it.
+
         Returns
         -------
         pandas.DataFrame
@@ -127,10 +134,11 @@ class Mesh(MeshSpec, abstract=True):
         kind = self._kind(kind)
         identity = self.workload_identity(kind)
         columns = {identity.namespace: "namespace", **({identity.name: "name"} if identity.name else {}),
-                   **({identity.kind_label: "workload_kind"} if identity.kind_label else {})}
+                   **({identity.kind_label: "workload_kind"} if identity.kind_label else {}),
+                   **_cluster_columns(by_cluster)}
         quantiles = schema.check_quantiles(quantiles)
         span = Span(start, end, step, window, at)
-        frame = self._golden(kind, namespace, name, None, columns, span, quantiles)
+        frame = self._golden(kind, namespace, name, None, columns, span, quantiles, _cluster_columns(by_cluster))
         if identity.name is None:
             frame["name"] = frame["namespace"]
         if kind == "workload":
@@ -144,11 +152,11 @@ class Mesh(MeshSpec, abstract=True):
     def edges(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
               start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
               window: Duration = "1m", at: TimeLike | None = None, sides: Sequence[str] | None = None,
-              quantiles: Sequence[float] = schema.QUANTILES) -> pd.DataFrame:
+              quantiles: Sequence[float] = schema.QUANTILES, by_cluster: bool | str = False) -> pd.DataFrame:
         """Golden signals per (source, destination), as the client's or the server's proxy sees them.
 
         ``namespace`` and ``name`` filter the source. Each mesh's docstring says which sides it has.
-        ``quantiles`` works as in :meth:`traffic`.
+        ``quantiles`` and ``by_cluster`` work as in :meth:`traffic`.
 
         Returns
         -------
@@ -162,7 +170,9 @@ class Mesh(MeshSpec, abstract=True):
         parts = []
         for side in queries.sides(type(self), sides, self.edge_signals, "edges"):
             identity = self.edge_identity(kind, side)
-            part = self._golden(kind, namespace, name, side, self._edge_columns(identity), span, quantiles)
+            cluster = _cluster_columns(by_cluster)
+            part = self._golden(kind, namespace, name, side, {**self._edge_columns(identity), **cluster}, span,
+                                quantiles, cluster)
             parts.append(_workload_edges(self._fill_edges(self._name_edges(part, identity, kind, side), kind, side),
                                          kind))
         return schema.concat(parts, "edges")
@@ -170,7 +180,7 @@ class Mesh(MeshSpec, abstract=True):
     def tcp(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
             start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
             window: Duration = "1m", at: TimeLike | None = None, per: str = "edge",
-            sides: Sequence[str] | None = None) -> pd.DataFrame:
+            sides: Sequence[str] | None = None, by_cluster: bool | str = False) -> pd.DataFrame:
         """TCP connections and bytes, per (source, destination) or per workload.
 
         ``per="edge"`` names both ends, as :meth:`edges` does, from each side's proxies;
@@ -196,6 +206,8 @@ class Mesh(MeshSpec, abstract=True):
         per : {"edge", "workload"}
         sides : list of {"client", "server"}, optional
             For ``per="edge"``: which proxies' view; every side the mesh has by default.
+        by_cluster : bool or str
+            As in :meth:`traffic`.
 
         Returns
         -------
@@ -212,11 +224,13 @@ class Mesh(MeshSpec, abstract=True):
         views: Sequence[str | None] = ([None] if per == "workload" else
                                        queries.sides(type(self), sides, self.tcp_signals, "TCP"))
         parts = []
+        cluster = _cluster_columns(by_cluster)
         for side in views:
             identity, spec = queries.tcp_view(type(self), kind, side)
             renames = ({identity.namespace: "dst_namespace", **({identity.name: "dst_name"} if identity.name else {})}
                        if side is None else self._edge_columns(identity))
-            built = {column: queries.tcp_promql(column, spec, identity, namespace, name, window)
+            renames = {**renames, **cluster}
+            built = {column: queries.tcp_promql(column, spec, identity, namespace, name, window, tuple(cluster))
                      for column in TCP_SIGNALS}
             frame = self._merged(span, {c: q for c, q in built.items() if q is not None}, renames)
             frame = frame[frame[list(WINDOWED_TCP)].notna().any(axis=1)]  # one rule for every frame: see module
@@ -239,7 +253,8 @@ class Mesh(MeshSpec, abstract=True):
 
     def proxies(self, *, namespace: str | None = None, workload: str | None = None,
                 start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
-                window: Duration = "1m", at: TimeLike | None = None, source: str = "cadvisor") -> pd.DataFrame:
+                window: Duration = "1m", at: TimeLike | None = None, source: str = "cadvisor",
+                by_cluster: bool | str = False) -> pd.DataFrame:
         """What each proxy costs: CPU cores (mean over the window) and working-set memory, per pod.
 
         ``source="cadvisor"`` (the default, the same for every mesh) reads
@@ -261,6 +276,8 @@ class Mesh(MeshSpec, abstract=True):
         step, window : duration
         at : time, optional
         source : {"cadvisor", "proxy"}
+        by_cluster : bool or str
+            As in :meth:`traffic`; pods are named to workloads within their own cluster.
 
         Returns
         -------
@@ -270,36 +287,45 @@ class Mesh(MeshSpec, abstract=True):
         self._check_arguments(namespace=namespace, workload=workload, window=window)
         span = Span(start, end, step, window, at)
         keys = ["timestamp", "namespace", "pod"]
-        cpu = span.run(self.prom, queries.proxy_promql(type(self), "cpu_cores", namespace, window, source=source))
-        memory = span.run(self.prom, queries.proxy_promql(type(self), "memory_bytes", namespace, window, source=source))
+        cluster = _cluster_columns(by_cluster)
+        cpu = span.run(self.prom, queries.proxy_promql(type(self), "cpu_cores", namespace, window, source=source,
+                                                       by_labels=tuple(cluster)))
+        memory = span.run(self.prom, queries.proxy_promql(type(self), "memory_bytes", namespace, window, source=source,
+                                                          by_labels=tuple(cluster)))
         if source == "proxy":
             cpu["container"] = memory["container"] = self.proxy_containers[0]
         keys.append("container")
-        cpu = self._labelled(cpu, {k: k for k in keys[1:]})[[*keys, "value"]].rename(columns={"value": "cpu_cores"})
-        memory = self._labelled(memory, {k: k for k in keys[1:]})[[*keys, "value"]]
+        renames = {**{k: k for k in keys[1:]}, **cluster}
+        keys += cluster.values()
+        cpu = self._labelled(cpu, renames)[[*keys, "value"]].rename(columns={"value": "cpu_cores"})
+        memory = self._labelled(memory, renames)[[*keys, "value"]]
         frame = cpu.merge(memory.rename(columns={"value": "memory_bytes"}), on=keys, how="outer")
         frame = frame[frame["cpu_cores"].notna()]  # no rate over the window yet: no row (see the module docstring)
-        owners = self._pod_owners(span)
-        pods = list(zip(frame["namespace"].astype(str), frame["pod"].astype(str), strict=True))
-        frame["workload"] = [owners.get(key) or workload_of_pod(key[1]) for key in pods]
+        owners = self._pod_owners(span, cluster)
+        where = frame[list(cluster.values())].astype(str) if cluster else pd.DataFrame(index=frame.index)
+        pods = list(zip(*[where[c] for c in where], frame["namespace"].astype(str), frame["pod"].astype(str),
+                        strict=True))
+        frame["workload"] = [owners.get(key) or workload_of_pod(key[-1]) for key in pods]
         if workload is not None:
             frame = frame[frame["workload"] == workload]
         frame.insert(1, "mesh", self.name)
         return schema.conform(frame.sort_values(keys, kind="stable").reset_index(drop=True), "proxies")
 
-    def _pod_owners(self, span: Span) -> dict[tuple[str, str], str]:
-        """(namespace, pod) -> workload, from the mesh's own series over the asked time (one query)."""
+    def _pod_owners(self, span: Span, cluster: Mapping[str, str] | None = None) -> dict[tuple[str, ...], str]:
+        """([cluster,] namespace, pod) -> workload, from the mesh's own series over the asked time (one query)."""
         if not self.owners:
             return {}
         lookback, when = span.lookback()
-        found = self.prom.query(queries.owners_promql(self.owners, lookback), time=when)
-        lookup: dict[tuple[str, str], str] = {}
+        found = self.prom.query(queries.owners_promql(self.owners, lookback, tuple(cluster or ())), time=when)
+        lookup: dict[tuple[str, ...], str] = {}
         for label in dict.fromkeys(label for owner in self.owners for label in owner.labels):
             if label in found:
                 named = found[found[label].notna()]
-                for namespace, pod, workload in zip(named["namespace"].astype(str), named["pod"].astype(str),
-                                                    named[label].astype(str), strict=True):
-                    lookup.setdefault((namespace, pod), workload)
+                where = [named[c].astype(str) if c in named else pd.Series("<NA>", index=named.index)
+                         for c in (cluster or {})]
+                for *key, workload in zip(*where, named["namespace"].astype(str), named["pod"].astype(str),
+                                          named[label].astype(str), strict=True):
+                    lookup.setdefault(tuple(key), workload)
         return lookup
 
     @staticmethod
@@ -364,19 +390,22 @@ class Mesh(MeshSpec, abstract=True):
         return frame
 
     def _golden(self, kind: str, namespace: str | None, name: str | None, side: str | None,
-                columns: dict[str, str], span: Span, quantiles: Sequence[float]) -> pd.DataFrame:
+                columns: dict[str, str], span: Span, quantiles: Sequence[float],
+                cluster: Mapping[str, str] | None = None) -> pd.DataFrame:
         """The golden-signal columns of one view (``side=None``: the workloads'), over ``span``."""
         keys = ["timestamp", *columns.values()]
-        built = {signal: self.promql(signal, kind, namespace, name, span.window, side=side)
+        extra = tuple(cluster or ())
+        built = {signal: self.promql(signal, kind, namespace, name, span.window, side=side, by_labels=extra)
                  for signal in ("success_count", "failure_count")}
         spec = self.workload_signal if side is None else self.edge_signals[side]
         for q in quantiles if spec.latency is not None else ():
             built[schema.quantile_column(q)] = self.promql("latency", kind, namespace, name, span.window, side=side,
-                                                           quantile=q)
+                                                           quantile=q, by_labels=extra)
         frame = self._merged(span, built, columns)
         if spec.latency is not None:
             buckets = self._labelled(span.run(self.prom, self.promql("latency_buckets", kind, namespace, name,
-                                                                     span.window, side=side)), columns)
+                                                                     span.window, side=side, by_labels=extra)),
+                                     columns)
             frame = _with_bucket_bounds(frame, buckets, keys, quantiles, spec.latency_scale)
         counted = frame["success_count"].notna() | frame["failure_count"].notna()
         frame = frame[counted].copy()
@@ -414,6 +443,21 @@ class Mesh(MeshSpec, abstract=True):
         """When this mesh's data begins in ``prom`` (to the second), or None if it has none."""
         return earliest_sample(prom, selector(cls.marker))
 
+
+
+def _cluster_columns(by_cluster: bool | str) -> dict[str, str]:
+    """``by_cluster`` as ``{label: "cluster"}`` (empty when False), the label checked."""
+    if by_cluster is False:
+        return {}
+    if by_cluster is True:
+        return {"cluster": "cluster"}
+    if isinstance(by_cluster, str) and by_cluster:
+        try:
+            return {label_name(by_cluster): "cluster"}
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"by_cluster: {exc}") from None
+    raise InvalidArgument(f"by_cluster must be True, False or the name of the cluster label (e.g. 'cluster'), "
+                          f"got {by_cluster!r}")
 
 
 def _named(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

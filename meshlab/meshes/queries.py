@@ -25,7 +25,7 @@ Mesh = type[MeshSpec]
 
 def promql(mesh: Mesh, signal: str, kind: str | None = None, namespace: str | None = None, name: str | None = None,
            window: Duration = "1m", *, side: str | None = None, quantile: float = 0.99,
-           source: str = "cadvisor") -> str:
+           source: str = "cadvisor", by_labels: Sequence[str] = ()) -> str:
     """The exact PromQL meshlab runs for one signal, to inspect or reuse.
 
     Parameters
@@ -44,6 +44,9 @@ def promql(mesh: Mesh, signal: str, kind: str | None = None, namespace: str | No
         For ``latency``: strictly between 0 and 1, written into the PromQL exactly.
     source : {"cadvisor", "proxy"}
         For the proxy signals: cAdvisor's container metrics, or the proxy's own.
+    by_labels : sequence of str
+        More labels to keep in every ``by`` clause, such as ``("cluster",)`` for a store
+        holding several clusters (``by_cluster=True`` in the frame methods).
 
     ``"latency_buckets"`` is the per-``le`` bucket rate that ``latency`` takes the quantile
     of, which meshlab also reads to give each estimate its bucket bounds.
@@ -52,11 +55,11 @@ def promql(mesh: Mesh, signal: str, kind: str | None = None, namespace: str | No
     if signal in PROXY_SIGNALS:
         if kind is not None or name is not None:
             raise InvalidArgument("proxy signals are per pod: give namespace= only (cAdvisor knows no workloads)")
-        return proxy_promql(mesh, signal, namespace, window, source=source)
+        return proxy_promql(mesh, signal, namespace, window, source=source, by_labels=by_labels)
     kind = mesh._kind(kind)
     if signal in TCP_SIGNALS:
         identity, tcp = tcp_view(mesh, kind, side)
-        query = tcp_promql(signal, tcp, identity, namespace, name, window)
+        query = tcp_promql(signal, tcp, identity, namespace, name, window, by_labels)
         if query is None:
             raise InvalidArgument(f"{mesh.name} has no open-connection metric for this view")
         return query
@@ -67,6 +70,7 @@ def promql(mesh: Mesh, signal: str, kind: str | None = None, namespace: str | No
     else:
         raise InvalidArgument(f"{mesh.name} has no {side!r} side for edges; sides: {', '.join(mesh.edge_signals)}")
     group, base = identity.selection(spec.matchers, namespace, name)
+    group = [*group, *by_labels]
     window_text = format_duration(window, name="window")
     if signal in ("success_count", "failure_count"):
         outcome = spec.success if signal == "success_count" else spec.failure
@@ -95,9 +99,9 @@ def tcp_view(mesh: Mesh, kind: str, side: str | None) -> tuple[Identity, TcpSign
     return mesh.edge_identity(kind, side), mesh.tcp_signals[side]
 
 def tcp_promql(signal: str, spec: TcpSignal, identity: Identity, namespace: str | None,
-               name: str | None, window: Duration) -> str | None:
+               name: str | None, window: Duration, by_labels: Sequence[str] = ()) -> str | None:
     labels, base = identity.selection(spec.matchers, namespace, name)
-    group = by(*labels)
+    group = by(*labels, *by_labels)
     window_text = format_duration(window, name="window")
     wrap = identity.wrap
     if signal == "opened_connections":
@@ -120,14 +124,14 @@ def tcp_promql(signal: str, spec: TcpSignal, identity: Identity, namespace: str 
     return identity.only(query, name)
 
 def proxy_promql(mesh: Mesh, signal: str, namespace: str | None, window: Duration, *,
-                 source: str = "cadvisor") -> str:
-    group = by("namespace", "pod", "container")
+                 source: str = "cadvisor", by_labels: Sequence[str] = ()) -> str:
+    group = by("namespace", "pod", "container", *by_labels)
     if source == "proxy":
         if mesh.proxy_process is None:
             raise InvalidArgument(f"{mesh.name}'s proxies export no process metrics; use source='cadvisor'")
         matchers, cpu, memory = mesh.proxy_process
         base = {**matchers, "namespace": namespace}
-        group = by("namespace", "pod")
+        group = by("namespace", "pod", *by_labels)
     elif source == "cadvisor":
         if not mesh.proxy_containers:
             raise InvalidArgument(f"{mesh.name} has no proxy container to read from cAdvisor")
@@ -155,11 +159,11 @@ def sides(mesh: Mesh, asked: Sequence[str] | None, signals: Mapping[str, object]
     return tuple(asked)
 
 
-def owners_promql(owners: Sequence[Owners], lookback: str) -> str:
+def owners_promql(owners: Sequence[Owners], lookback: str, by_labels: Sequence[str] = ()) -> str:
     """One instant query for which workload each pod belongs to, from ``owners`` seen over ``lookback``."""
     parts = []
     for owner in owners:
         metric = {"__name__": OneOf(owner.metric.split("|"))}
-        parts.append(f"group {by('namespace', 'pod', *owner.labels)} "
+        parts.append(f"group {by('namespace', 'pod', *owner.labels, *by_labels)} "
                      f"(last_over_time({selector(None, {**metric, **owner.matchers})}[{lookback}]))")
     return " or ".join(parts)

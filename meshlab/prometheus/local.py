@@ -43,6 +43,8 @@ INSTALL_HINTS = {
     "victoria-metrics": "install it with `apt-get install --no-install-recommends victoria-metrics` "
     "(Debian/Ubuntu) or download victoria-metrics-prod from the VictoriaMetrics releases",
 }
+INSTALL_HINTS["vmagent"] = ("install it with `apt-get install --no-install-recommends victoria-metrics` (Debian ships "
+                            "vmagent in it) or download vmagent-prod from the VictoriaMetrics releases")
 INSTALL_HINTS["promtool"] = INSTALL_HINTS["prometheus"] + " (promtool ships with it)"
 INSTALL_HINTS["chromium"] = "install it with `apt-get install --no-install-recommends chromium` (Debian/Ubuntu)"
 INSTALL_HINTS["kubectl"] = "install it with `apt-get install --no-install-recommends kubernetes-client` (Debian/Ubuntu)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,7 +119,8 @@ PUSH_SLICE_SECONDS = 30 * 60
 
 
 def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | str, *,
-                  concurrency: int = 2, max_request_bytes: int | None = None) -> int:
+                  concurrency: int = 2, max_request_bytes: int | None = None,
+                  labels: Mapping[str, str] | None = None) -> int:
     """Send every mesh's metrics for the whole run to a server by remote write.
 
     The fast way to load a run: a day of 30 workloads goes into a local Prometheus about
@@ -146,6 +147,8 @@ def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | 
         Requests in flight at once.
     max_request_bytes : int, optional
         Uncompressed bytes per request (4 MiB by default).
+    labels : mapping of str to str, optional
+        Labels added to every series, such as ``{"cluster": "eu"}`` for one cluster of a fleet.
 
     Returns
     -------
@@ -162,6 +165,7 @@ def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | 
     """
     from ..prometheus.remote_write import RemoteWriter, encode_labels, encode_timeseries
 
+    extra = dict(labels or {})
     per_slice = max(int(PUSH_SLICE_SECONDS // traffic.interval_s), 1)
     sizing = {} if max_request_bytes is None else {"max_request_bytes": max_request_bytes}
     with RemoteWriter(target, concurrency=concurrency, **sizing) as writer:
@@ -170,7 +174,7 @@ def push_backfill(traffic: Traffic, meshes: Sequence[str], target: Prometheus | 
             encoded = []
             for block in blocks:
                 groups, values = _lines(block)
-                series = [encode_labels({"__name__": name, **labels}) for group in groups for name, labels in group]
+                series = [encode_labels({"__name__": name, **own, **extra}) for group in groups for name, own in group]
                 flat = values.transpose(0, 2, 1).reshape(len(series), len(times))  # one row per line
                 encoded.append((series, flat))
             for lo in range(0, len(times), per_slice):

@@ -11,7 +11,11 @@ TSDB blocks are cached (keyed by meshlab's version, the scenario and the argumen
 time), with a manifest of sizes and checksums checked on every use, so the next sandbox of
 the same run only copies them and moves them in time (:func:`meshlab.prometheus.tsdb.shift_blocks`);
 the cache keeps to ``$MESHLAB_CACHE_MAX_BYTES`` (2 GiB by default), dropping the least
-recently used runs first (:func:`prune_cache`).
+recently used runs first (:func:`prune_cache`, in :mod:`meshlab.sim.cache`). Several clusters at
+once (``clusters=``) are :mod:`meshlab.sim.fleet`'s.
+
+(About 480 lines, over half of them docstrings: the run's placement in time, the Sandbox
+and its cache-aware loader, which share the run and the server; the cache itself is its own module.)
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,13 +43,14 @@ from ..prometheus.local import (
     LocalPrometheus,
     backfill,
     find_binary,
-    flock,
     locked_tempdir,
     remove_stale_dirs,
     remove_stale_workdirs,
 )
 from ..prometheus.tsdb import ManifestError, can_shift, verify_manifest, write_manifest
 from ..timeutil import TimeLike, format_duration, to_millis, to_timestamp, utc_now
+from .cache import CACHE_MAX_BYTES as CACHE_MAX_BYTES
+from .cache import _cache_budget, _cache_lock, cache_dir, prune_cache
 from .meshes import check_mesh
 from .output import push_backfill, write_backfill
 from .scenario import Scenario, load_scenario
@@ -59,8 +64,6 @@ __all__ = ["Sandbox", "SandboxCacheWarning", "cache_dir", "end_run_at", "prune_c
 DEFAULT_MESHES = ("linkerd", "istio", "consul")
 #: How a sandbox loads its run into Prometheus; the first is the default.
 LOADERS = ("remote-write", "promtool")
-#: How much the sandbox cache may hold before the least recently used runs are removed.
-CACHE_MAX_BYTES = 2 * 2**30
 #: How many hours of traffic a live sandbox simulates after its history (then its counters stop).
 LIVE_HOURS = 6.0
 #: The scrape job of a live sandbox's Prometheus.
@@ -99,74 +102,39 @@ def end_run_at(traffic: Traffic, end: TimeLike | None = None) -> Traffic:
     return dataclasses.replace(traffic, scenario=scenario, times_ms=traffic.times_ms + delta)
 
 
-def cache_dir() -> Path:
-    """Where sandboxes cache their TSDB blocks: ``$MESHLAB_CACHE``, else ``~/.cache/meshlab``."""
-    explicit = os.environ.get("MESHLAB_CACHE")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "meshlab"
-
-
-def prune_cache(max_bytes: int | None = None, *, keep: Sequence[Path] = ()) -> list[Path]:
-    """Remove the least recently used cached runs until the sandbox cache holds at most ``max_bytes``.
-
-    Safe to run from several processes: pruning takes the cache's lock exclusively, and a
-    sandbox holds it shared while it copies a run, so no run is removed under a reader.
-
-    Parameters
-    ----------
-    max_bytes : int, optional
-        The budget; ``$MESHLAB_CACHE_MAX_BYTES``, else 2 GiB. ``0`` empties the cache.
-    keep : sequence of Path
-        Runs never removed (the one just built).
+def place_run(scenario: Scenario, hours: float | None, *, end: TimeLike | None = None, live: bool = False,
+              live_hours: float = LIVE_HOURS) -> tuple[Traffic, Traffic | None]:
+    """Simulate ``scenario`` ending at ``end``; with ``live``, also the run that continues it in real time.
 
     Returns
     -------
-    list of Path
-        The runs removed.
+    (Traffic, Traffic or None)
+        The history, and (``live=True``) the history and ``live_hours`` after it as one run,
+        placed so that its first ``len(history)`` scrapes are the history's.
     """
-    budget = _cache_budget() if max_bytes is None else max_bytes
-    root = cache_dir() / "sandbox"
-    removed = []
-    with _cache_lock(shared=False):
-        runs = {}
-        for run in root.iterdir():
-            if run.is_dir() and not run.name.startswith("."):  # dot-names are runs still being built
-                try:
-                    runs[run] = (run.stat().st_mtime, sum(f.stat().st_size for f in run.rglob("*") if f.is_file()))
-                except FileNotFoundError:  # removed by hand meanwhile
-                    continue
-        total = sum(size for _, size in runs.values())
-        for run in sorted(runs, key=lambda r: runs[r][0]):  # oldest use first
-            if total <= budget:
-                break
-            if run in keep:
-                continue
-            shutil.rmtree(run, ignore_errors=True)
-            total -= runs[run][1]
-            removed.append(run)
-    return removed
+    traffic = end_run_at(simulate(scenario, hours=hours), end)
+    if not isinstance(live, bool):
+        raise InvalidArgument(f"live must be True or False, got {live!r}; give live_hours= for how long")
+    if not live:
+        return traffic, None
+    if end is not None and to_millis(to_timestamp(end, name="end")) < to_millis(utc_now()) - 1000 * 3600:
+        raise InvalidArgument("live=True continues the run in real time from its end: leave end= out (or near now)")
+    if isinstance(live_hours, bool) or not isinstance(live_hours, (int, float)) or not live_hours > 0:
+        raise InvalidArgument(f"live_hours must be a number of hours > 0, got {live_hours!r}")
+    history_h = traffic.interval_s * (traffic.n - 1) / 3600
+    # a shorter run is the start of a longer one: the history, then what comes after it
+    full = simulate(scenario, hours=history_h + float(live_hours))
+    extra_ms = int(full.times_ms[-1] - full.times_ms[traffic.n - 1])
+    return traffic, end_run_at(full, pd.Timestamp(int(traffic.times_ms[-1]) + extra_ms, unit="ms", tz="UTC"))
 
 
-def _cache_budget() -> int:
-    text = os.environ.get("MESHLAB_CACHE_MAX_BYTES")
-    if text is None:
-        return CACHE_MAX_BYTES
-    try:
-        return int(text)
-    except ValueError:
-        raise InvalidArgument(f"MESHLAB_CACHE_MAX_BYTES must be a whole number of bytes (e.g. {CACHE_MAX_BYTES}), "
-                              f"got {text!r}") from None
-
-
-@contextmanager
-def _cache_lock(*, shared: bool) -> Iterator[None]:
-    """The sandbox cache's lock: shared while a run is read, exclusive while runs are removed."""
-    root = cache_dir() / "sandbox"
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "ab") as lock:
-        flock(lock, shared=shared, wait=True)
-        yield
+def live_scrape_config(address: str, interval_s: float) -> str:
+    """The scrape configuration (Prometheus' or vmagent's) of a live sandbox's exporter at ``address``."""
+    interval = format_duration(pd.Timedelta(seconds=interval_s))
+    # honor_labels keeps the proxies' own job and instance labels, so the live series continue the history's
+    return (f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
+            f"scrape_configs:\n  - job_name: {LIVE_JOB}\n    honor_labels: true\n"
+            f"    static_configs:\n      - targets: ['{address}']\n")
 
 
 class Sandbox:
@@ -202,26 +170,11 @@ class Sandbox:
         self.load = load
         self._scenario = load_scenario(scenario)  # the run as simulated, placed at the scenario's own start
         self.meshes = tuple(meshes)
-        self.traffic: Traffic = end_run_at(simulate(self._scenario, hours=hours), end)
+        self.traffic, self.live_traffic = place_run(self._scenario, hours, end=end, live=live, live_hours=live_hours)
         self.scenario = self.traffic.scenario
         self.cache = cache
         self.server: LocalPrometheus | None = None
         self.exporter: SimExporter | None = None
-        self.live_traffic: Traffic | None = None
-        if not isinstance(live, bool):
-            raise InvalidArgument(f"live must be True or False, got {live!r}; give live_hours= for how long")
-        if live:
-            if end is not None and to_millis(to_timestamp(end, name="end")) < to_millis(utc_now()) - 1000 * 3600:
-                raise InvalidArgument("live=True continues the run in real time from its end: leave end= out "
-                                      "(or near now)")
-            if isinstance(live_hours, bool) or not isinstance(live_hours, (int, float)) or not live_hours > 0:
-                raise InvalidArgument(f"live_hours must be a number of hours > 0, got {live_hours!r}")
-            history_h = self.traffic.interval_s * (self.traffic.n - 1) / 3600
-            # a shorter run is the start of a longer one: the history, then what comes after it
-            full = simulate(self._scenario, hours=history_h + float(live_hours))
-            extra_ms = int(full.times_ms[-1] - full.times_ms[self.traffic.n - 1])
-            self.live_traffic = end_run_at(full, pd.Timestamp(int(self.traffic.times_ms[-1]) + extra_ms, unit="ms",
-                                                              tz="UTC"))
 
     @property
     def key(self) -> str:
@@ -329,11 +282,7 @@ class Sandbox:
         assert self.server is not None and self.live_traffic is not None and self.exporter is not None
         traffic = self.live_traffic
         self.exporter.start()
-        interval = format_duration(pd.Timedelta(seconds=traffic.interval_s))
-        # honor_labels keeps the proxies' own job and instance labels, so the live series continue the history's
-        config = (f"global:\n  scrape_interval: {interval}\n  scrape_timeout: {interval}\n"
-                  f"scrape_configs:\n  - job_name: {LIVE_JOB}\n    honor_labels: true\n"
-                  f"    static_configs:\n      - targets: ['{self.exporter.address}']\n")
+        config = live_scrape_config(self.exporter.address, traffic.interval_s)
         # Only now: a scrape during the load would put samples at "now" ahead of the history being pushed.
         (self.server.workdir / "prometheus.yml").write_text(config)
         pid = self.server.pid
@@ -449,7 +398,8 @@ class Sandbox:
 def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop",
             meshes: Sequence[str] = DEFAULT_MESHES, hours: float | None = None, *,
             cache: bool = True, load: str = "remote-write", end: TimeLike | None = None, live: bool = False,
-            live_hours: float = LIVE_HOURS) -> Iterator[Prometheus]:
+            live_hours: float = LIVE_HOURS, clusters: Mapping[str, Any] | None = None,
+            store: str = "victoria-metrics") -> Iterator[Any]:
     """Simulate a scenario into a real local Prometheus and yield a client for it.
 
     Parameters
@@ -484,11 +434,22 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         (and cached); the history's end, and so ``end=``, is now.
     live_hours : float
         How long the live traffic lasts (6 hours by default); after it the counters stand still.
+    clusters : mapping of str to scenario, optional
+        A fleet: one simulated cluster per name (``{"eu": "shop", "us": "shop"}``; each with a
+        seed of its own, so their traffic differs), instead of ``scenario``. See
+        :mod:`meshlab.sim.fleet`.
+    store : {"victoria-metrics", "prometheus"}
+        With ``clusters``: one VictoriaMetrics for all, every series labelled ``cluster``
+        (a ``vmagent`` per cluster scrapes it live), yielded as one client (read it with
+        ``by_cluster=True``); or one Prometheus per cluster, yielded as a dict of clients
+        for :func:`meshlab.concat_sources`. ``cache`` and ``load`` apply to Prometheus only.
 
     Yields
     ------
     Prometheus
-        Its ``sandbox`` attribute is the :class:`Sandbox` (scenario, traffic, truth).
+        Its ``sandbox`` attribute is the :class:`Sandbox` (scenario, traffic, truth); with
+        ``clusters``, the :class:`~meshlab.sim.fleet.Fleet` (and, for ``store="prometheus"``,
+        a dict of cluster name to client).
 
     Raises
     ------
@@ -497,6 +458,21 @@ def sandbox(scenario: str | os.PathLike[str] | Scenario | dict[str, Any] = "shop
         how to install it: ``apt-get install prometheus`` or ``conda install -c conda-forge
         prometheus``.
     """
+    if clusters is not None:
+        from .fleet import Fleet
+
+        if scenario != "shop":
+            raise InvalidArgument("give each cluster its scenario in clusters= ({'eu': 'shop'}), not scenario=")
+        fleet = Fleet(clusters, meshes, hours, store=store, end=end, live=live, live_hours=live_hours, cache=cache,
+                      load=load)
+        with fleet:
+            if store == "prometheus":
+                yield fleet.sources
+                return
+            client = fleet.prometheus
+            client.sandbox = fleet  # type: ignore[attr-defined]
+            yield client
+        return
     box = Sandbox(scenario, meshes, hours, cache=cache, load=load, end=end, live=live, live_hours=live_hours)
     with box:
         client = box.prometheus
