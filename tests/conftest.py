@@ -74,11 +74,19 @@ SIM_MESHES = ("linkerd", "istio", "consul")
 
 
 @pytest.fixture(scope="session")
-def sim_files(tmp_path_factory: pytest.TempPathFactory):
-    """One hour of tests/scenarios/incidents.yaml for three meshes: ``(traffic, files, samples_written)``."""
-    from meshlab.sim import load_scenario, simulate, write_backfill
+def incidents_traffic():
+    """One simulated hour of tests/scenarios/incidents.yaml."""
+    from meshlab.sim import load_scenario, simulate
 
-    traffic = simulate(load_scenario(Path(__file__).parent / "scenarios" / "incidents.yaml"))
+    return simulate(load_scenario(Path(__file__).parent / "scenarios" / "incidents.yaml"))
+
+
+@pytest.fixture(scope="session")
+def sim_files(incidents_traffic, tmp_path_factory: pytest.TempPathFactory):
+    """One hour of tests/scenarios/incidents.yaml for three meshes: ``(traffic, files, samples_written)``."""
+    from meshlab.sim import write_backfill
+
+    traffic = incidents_traffic
     files, samples = write_backfill(traffic, SIM_MESHES, tmp_path_factory.mktemp("sim"))
     return traffic, files, samples
 
@@ -110,8 +118,8 @@ def simulated_meshes() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def mesh_run(sim_files, tmp_path_factory: pytest.TempPathFactory):
-    """The hour of ``sim_files`` for every mesh the simulator renders, in one Prometheus.
+def mesh_run(incidents_traffic, tmp_path_factory: pytest.TempPathFactory):
+    """The incidents hour for every mesh the simulator renders, in one Prometheus.
 
     Yields ``(traffic, client, start, end, samples_written)``: the adapter contract and each
     mesh's own file read it, so a worker process starts it once.
@@ -120,7 +128,7 @@ def mesh_run(sim_files, tmp_path_factory: pytest.TempPathFactory):
 
     require_binary("prometheus")
     require_binary("promtool")
-    traffic = sim_files[0]
+    traffic = incidents_traffic
     files, samples = write_backfill(traffic, simulated_meshes(), tmp_path_factory.mktemp("every-mesh"))
     with LocalPrometheus(openmetrics=files) as server:
         times = traffic.timestamps()
