@@ -94,22 +94,10 @@ def test_the_first_step_has_no_rows_in_any_frame(adapter):
     assert mesh.traffic(at=first).empty and mesh.proxies(at=first).empty
 
 
-def test_proxy_memory_summed_over_pods_equals_the_truth(adapter):
+def test_proxy_cost_per_pod_equals_the_truth(adapter):
     mesh, traffic, start, end = adapter
     if not mesh.proxy_containers:
         pytest.skip(f"{mesh.name} has no proxy container")
-    frame = mesh.proxies(start=start, end=end, step="1m")
-    cpu = frame.dropna(subset=["cpu_cores"])
-    expected = truth.proxies_truth(traffic, mesh.name)
-    expected = expected[expected["timestamp"].isin(cpu["timestamp"].unique())]
-    mine = cpu.groupby("timestamp")["memory_bytes"].sum()
-    theirs = expected.groupby("timestamp")["memory_bytes"].sum().reindex(mine.index)
-    assert len(mine) > 10
-    np.testing.assert_array_equal(mine.to_numpy(), theirs.to_numpy())
-
-
-def test_proxy_cost_per_pod_equals_the_truth(adapter):
-    mesh, traffic, start, end = adapter
     frame = mesh.proxies(start=start, end=end, step="1m")
     schema.validate(frame, "proxies")
     keys = ["timestamp", "namespace", "workload", "pod"]
