@@ -108,7 +108,9 @@ class Prometheus(Transport):
 
     Examples
     --------
-    >>> prom = Prometheus("http://127.0.0.1:9090")                    # doctest: +SKIP
+    >>> prom = Prometheus("http://user:secret@127.0.0.1:9090")  # connects on the first query
+    >>> prom
+    Prometheus('http://127.0.0.1:9090', auth=***)
     >>> prom.query_range('rate(response_total[1m])', "-1h", "now", "30s")  # doctest: +SKIP
     """
 
