@@ -74,11 +74,19 @@ SIM_MESHES = ("linkerd", "istio", "consul")
 
 
 @pytest.fixture(scope="session")
-def sim_files(tmp_path_factory: pytest.TempPathFactory):
-    """One hour of tests/scenarios/incidents.yaml for three meshes: ``(traffic, files, samples_written)``."""
-    from meshlab.sim import load_scenario, simulate, write_backfill
+def incidents_traffic():
+    """One simulated hour of tests/scenarios/incidents.yaml."""
+    from meshlab.sim import load_scenario, simulate
 
-    traffic = simulate(load_scenario(Path(__file__).parent / "scenarios" / "incidents.yaml"))
+    return simulate(load_scenario(Path(__file__).parent / "scenarios" / "incidents.yaml"))
+
+
+@pytest.fixture(scope="session")
+def sim_files(incidents_traffic, tmp_path_factory: pytest.TempPathFactory):
+    """One hour of tests/scenarios/incidents.yaml for three meshes: ``(traffic, files, samples_written)``."""
+    from meshlab.sim import write_backfill
+
+    traffic = incidents_traffic
     files, samples = write_backfill(traffic, SIM_MESHES, tmp_path_factory.mktemp("sim"))
     return traffic, files, samples
 
@@ -91,3 +99,56 @@ def sim_run(sim_files):
     traffic, files, samples = sim_files
     with LocalPrometheus(openmetrics=files) as server:
         yield traffic, server.client, samples
+
+
+def simulated_meshes() -> list[str]:
+    """Every registered mesh the simulator renders (a plugin may register an adapter only)."""
+    import meshlab as ml
+    from meshlab.errors import InvalidArgument
+    from meshlab.sim import meshes as sim_meshes
+
+    out = []
+    for mesh in ml.meshes.available():
+        try:
+            sim_meshes.check_mesh(mesh)
+        except InvalidArgument:
+            continue
+        out.append(mesh)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mesh_run(incidents_traffic, tmp_path_factory: pytest.TempPathFactory):
+    """The incidents hour for every mesh the simulator renders, in one Prometheus.
+
+    Yields ``(traffic, client, start, end, samples_written)``: the adapter contract and each
+    mesh's own file read it, so a worker process starts it once.
+    """
+    from meshlab.sim import write_backfill
+
+    require_binary("prometheus")
+    require_binary("promtool")
+    traffic = incidents_traffic
+    files, samples = write_backfill(traffic, simulated_meshes(), tmp_path_factory.mktemp("every-mesh"))
+    with LocalPrometheus(openmetrics=files) as server:
+        times = traffic.timestamps()
+        yield traffic, server.client, times[4], times[-1], samples
+
+
+@pytest.fixture(scope="session")
+def errors_run(tmp_path_factory: pytest.TempPathFactory):
+    """Half an hour of ``mesh_truths.ERRORS`` (HTTP 5xx between meshed workloads) for Kuma,
+    Hubble and Consul in one Prometheus: ``(traffic, client, start, end)``."""
+    from meshlab.sim import write_backfill
+    from meshlab.sim.scenario import scenario_from_dict
+    from meshlab.sim.traffic import simulate
+
+    from .mesh_truths import ERRORS
+
+    require_binary("prometheus")
+    require_binary("promtool")
+    traffic = simulate(scenario_from_dict(ERRORS))
+    files, _ = write_backfill(traffic, ("kuma", "hubble", "consul"), tmp_path_factory.mktemp("errors"))
+    with LocalPrometheus(openmetrics=files) as server:
+        times = traffic.timestamps()
+        yield traffic, server.client, times[4], times[-1]

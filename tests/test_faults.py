@@ -381,16 +381,16 @@ def test_a_query_needing_too_many_requests_is_refused_before_sending(fake):
 
 
 def test_chunks_are_submitted_as_others_finish_and_the_first_failure_stops_them(fake, monkeypatch):
-    from meshlab.prometheus import client
+    from meshlab.prometheus import _split
 
     submitted = []
 
-    class CountingPool(client.ThreadPoolExecutor):
+    class CountingPool(_split.ThreadPoolExecutor):
         def submit(self, *args, **kwargs):
             submitted.append(1)
             return super().submit(*args, **kwargs)
 
-    monkeypatch.setattr(client, "ThreadPoolExecutor", CountingPool)
+    monkeypatch.setattr(_split, "ThreadPoolExecutor", CountingPool)
     fake.script = [json_reply({"status": "error", "errorType": "execution", "error": "boom"}, 422)]
     with pytest.raises(QueryError, match="boom"):
         Prometheus(fake.url, max_workers=3).query_range("x", 0, 99_999, 1, max_points=10, max_requests=10_000,

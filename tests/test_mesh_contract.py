@@ -2,15 +2,15 @@
 
 Parametrised over ``ml.meshes.available()`` (as xarray's backend test mixins are over its
 backends): a mesh that registers an adapter, and a simulator renderer under the same name,
-gets these tests for free. The checks are mesh-agnostic: frames keep the schema, and summed
-over workloads (so whatever each mesh names them by) the counts, proxy memory and the first-
-step rule agree with the simulator's ground truth. Each mesh's own PromQL and naming are
-checked in its own file (``test_meshes.py``, ``test_meshes_kuma_hubble.py``).
+gets these tests for free. The checks are mesh-agnostic: frames keep the schema; summed
+over workloads (so whatever each mesh names them by) the counts, and per pod the proxies' cost,
+agree with the simulator's ground truth; the first-step rule, escaping, the namespace kind and
+the number of queries hold for every mesh. All run on one Prometheus holding every mesh
+(``mesh_run`` in conftest.py), shared with each mesh's own file (``test_mesh_<name>.py``),
+which checks that mesh's own PromQL and naming.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,47 +19,21 @@ import pytest
 import meshlab as ml
 from meshlab import schema
 from meshlab.errors import InvalidArgument
-from meshlab.prometheus.local import LocalPrometheus
-from meshlab.sim import meshes as sim_meshes
 from meshlab.sim import truth
-from meshlab.sim.output import write_backfill
-from meshlab.sim.scenario import load_scenario
-from meshlab.sim.traffic import simulate
 
-from .adapter_support import windowed_truth
-from .conftest import require_binary
+from .adapter_support import by_key, count_requests, windowed_proxy_truth, windowed_truth
+from .conftest import simulated_meshes
+from .samples import stored_samples
 
-INCIDENTS = Path(__file__).parent / "scenarios" / "incidents.yaml"
 EVERY_MESH = ml.meshes.available()
 
 
-def simulated(mesh: str) -> bool:
-    try:
-        sim_meshes.check_mesh(mesh)
-    except InvalidArgument:
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def contract_run(tmp_path_factory: pytest.TempPathFactory):
-    """The incidents hour for every registered mesh the simulator renders, in one Prometheus."""
-    require_binary("prometheus")
-    require_binary("promtool")
-    traffic = simulate(load_scenario(INCIDENTS))
-    meshes = [mesh for mesh in EVERY_MESH if simulated(mesh)]
-    files, _ = write_backfill(traffic, meshes, tmp_path_factory.mktemp("contract"))
-    with LocalPrometheus(openmetrics=files) as server:
-        times = traffic.timestamps()
-        yield traffic, server.client, times[4], times[-1]
-
-
 @pytest.fixture(params=EVERY_MESH)
-def adapter(request, contract_run):
+def adapter(request, mesh_run):
     mesh = request.param
-    if not simulated(mesh):
+    if mesh not in simulated_meshes():
         pytest.skip(f"the simulator has no renderer for {mesh!r} (meshlab.sim.meshes entry points)")
-    traffic, prom, start, end = contract_run
+    traffic, prom, start, end, _ = mesh_run
     return ml.mesh(mesh, prom), traffic, start, end
 
 
@@ -120,15 +94,69 @@ def test_the_first_step_has_no_rows_in_any_frame(adapter):
     assert mesh.traffic(at=first).empty and mesh.proxies(at=first).empty
 
 
-def test_proxy_memory_summed_over_pods_equals_the_truth(adapter):
+def test_proxy_cost_per_pod_equals_the_truth(adapter):
     mesh, traffic, start, end = adapter
     if not mesh.proxy_containers:
         pytest.skip(f"{mesh.name} has no proxy container")
     frame = mesh.proxies(start=start, end=end, step="1m")
-    cpu = frame.dropna(subset=["cpu_cores"])
-    expected = truth.proxies_truth(traffic, mesh.name)
-    expected = expected[expected["timestamp"].isin(cpu["timestamp"].unique())]
-    mine = cpu.groupby("timestamp")["memory_bytes"].sum()
-    theirs = expected.groupby("timestamp")["memory_bytes"].sum().reindex(mine.index)
-    assert len(mine) > 10
-    np.testing.assert_array_equal(mine.to_numpy(), theirs.to_numpy())
+    schema.validate(frame, "proxies")
+    keys = ["timestamp", "namespace", "workload", "pod"]
+    simulated = truth.proxies_truth(traffic, mesh.name)
+    expected = windowed_proxy_truth(simulated, frame["timestamp"].unique())
+    # the workload comes from the mesh's own series, and agrees with the simulated owner
+    assert set(frame["workload"].astype(str)) == set(simulated["workload"].astype(str))
+    assert set(frame["container"].astype(str)) == {mesh.proxy_containers[0]}
+    mine = by_key(frame, keys, "cpu_cores").dropna()
+    theirs = by_key(expected, keys, "cpu_cores")
+    assert mine.index.equals(theirs.index) and len(mine) > 50
+    np.testing.assert_allclose(mine.to_numpy(), theirs.to_numpy(), rtol=1e-9)
+    np.testing.assert_array_equal(by_key(frame, keys, "memory_bytes").loc[theirs.index].to_numpy(),
+                                  by_key(expected, keys, "memory_bytes").to_numpy())
+    # a pod that scaled in later appears from its first scrape on
+    firsts = frame.groupby("pod", observed=True)["timestamp"].min()
+    assert firsts.nunique() == expected.groupby("pod", observed=True)["timestamp"].min().nunique()
+
+
+def test_user_values_are_escaped_not_pasted(adapter):
+    mesh, _, _, end = adapter
+    bad = 'front"} or up{x="'
+    assert mesh.traffic(namespace=bad, at=end).empty
+    if mesh.edge_signals:
+        assert mesh.edges(namespace=bad, at=end).empty
+    assert '="front\\"} or up{x=\\""' in mesh.promql("success_count", namespace=bad)
+
+
+def test_kind_namespace_sums_the_default_kind_and_pods_are_named(adapter):
+    mesh, _, start, end = adapter
+    by_namespace = mesh.traffic("namespace", start=start, end=end, step="1m")
+    by_default = mesh.traffic(start=start, end=end, step="1m")
+    assert set(by_namespace["name"]) == {"front", "back"}
+    total = by_default.groupby(["timestamp", "namespace"], observed=True)["requests"].sum()
+    np.testing.assert_array_equal(by_key(by_namespace, ["timestamp", "namespace"], "requests"), total.sort_index())
+    if "pod" in mesh.kinds:
+        pods = mesh.traffic("pod", at=end)
+        assert len(pods) and pods["name"].str.startswith(("web-", "api-", "idle-")).all()
+
+
+def test_traffic_queries_do_not_grow_with_the_number_of_workloads(adapter, monkeypatch):
+    mesh, _, start, end = adapter
+    calls = count_requests(mesh.prom, monkeypatch)
+    frame = mesh.traffic(start=start, end=end, step="1m")
+    # success, failure, three quantiles, and the buckets their bounds come from
+    assert frame["name"].nunique() == 3 and len(calls) == 2 + 3 + 1
+
+
+# -- the server holding every mesh --------------------------------------------------------------
+
+def test_the_backfill_holds_every_sample(mesh_run):
+    traffic, prom, _, _, samples = mesh_run
+    assert stored_samples(prom, traffic.times_ms[-1] / 1000) == samples > 100_000
+
+
+def test_detect_finds_exactly_the_meshes_present(mesh_run, prometheus_server):
+    traffic, prom, _, _, _ = mesh_run
+    found = ml.detect(prom)
+    assert set(found) == set(simulated_meshes())
+    first = pd.Timestamp(traffic.times_ms[0], unit="ms", tz="UTC")
+    assert all(pd.Timedelta(0) <= since - first <= pd.Timedelta("1s") for since in found.values())
+    assert ml.detect(prometheus_server.client) == {}

@@ -13,7 +13,8 @@ blocks, which keeps their correlation for the overall figures. The block length 
 arch's ``optimal_block_length`` (Politis & White 2004, corrected by Patton, Politis & White
 2009) for the stationary bootstrap, computed on each mesh's and metric's overall
 difference series (the mean over workloads), taking the largest: one length for the whole
-comparison, conservative where series differ (see :func:`_block_length` for why twice).
+comparison, conservative where series differ (see
+:func:`meshlab.analysis._bootstrap.block_length` for why twice).
 The interval is the bootstrap's percentile interval of the mean difference, as
 ``arch``'s ``conf_int(method="percentile")`` computes it; the replicate means come at
 once from a product of the replicates' index counts with the data, which gives the same
@@ -22,16 +23,16 @@ numbers without a Python loop per replicate.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidArgument
+from ._bootstrap import block_length as _block_length
+from ._bootstrap import percentile_interval, quiet
 
 __all__ = ["METRICS", "compare_traffic"]
 
@@ -172,82 +173,10 @@ def compare_traffic(frame: pd.DataFrame, baseline: str = "none", metrics: Sequen
     overall = [i for i, row in enumerate(meta) if row[1] == "overall"]
     length = float(math.ceil(block_length)) if block_length is not None else \
         _block_length(np.where(mask[:, overall], centred[:, overall], np.nan))
-    low, high = _percentile_interval(centred, mask, delta, length, int(reps), level, seed)
+    low, high = percentile_interval(centred, mask, delta, length, int(reps), level, seed)
     rows = [_row(*meta[i], baseline, float(mean_value[i]), float(mean_base[i]), float(delta[i]), float(low[i]),
                  float(high[i]), int(n[i]), length) for i in range(len(meta))]
     return _frame(rows + unmatched, clustered)
-
-
-def _block_length(overall: np.ndarray) -> float:
-    """The stationary bootstrap's mean block length, in steps: twice the largest of arch's
-    optimal_block_length (Politis & White 2004, Patton, Politis & White 2009) over the overall
-    difference series, rounded up.
-
-    Politis and White's length minimises the mean squared error of the bootstrap *variance*,
-    which it underestimates at that length (the weights of the longer lags are cut); an
-    interval's coverage suffers from that bias more than from the variance's noise. On
-    autocorrelated series of 360 steps (overlapping rate windows, MA(1) and MA(3)) the
-    optimal length covered 90 % at the 95 % level and twice it 91-93 %.
-    """
-    from arch.bootstrap import optimal_block_length
-    from threadpoolctl import threadpool_limits
-
-    lengths = [1.0]
-    # arch computes a few hundred small dot products per series: BLAS threads only slow them down
-    with threadpool_limits(limits=1, user_api="blas"):
-        for j in range(overall.shape[1]):
-            series = overall[:, j]
-            series = np.ascontiguousarray(series[~np.isnan(series)])
-            if len(series) < 10 or np.ptp(series) == 0:
-                continue  # too short to estimate, or constant (no uncertainty to resample)
-            found = float(optimal_block_length(series)["stationary"].iloc[0])
-            if math.isfinite(found):
-                lengths.append(2 * found)
-    return float(math.ceil(max(lengths)))
-
-
-def _percentile_interval(centred: np.ndarray, mask: np.ndarray, delta: np.ndarray, length: float, reps: int,
-                         level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile intervals of the mean of every column, from one set of stationary-bootstrap resamples.
-
-    A replicate's mean of a column is ``sum_t count_t x_t / sum_t count_t`` over the steps
-    the column has, where ``count_t`` is how often the replicate drew step ``t``: one
-    matrix product for every column at once. ``centred`` holds each column's values minus
-    its mean (``delta``), 0 where the column has no value, so that the sums stay accurate.
-    """
-    from arch.bootstrap import StationaryBootstrap
-
-    steps = centred.shape[0]
-    bootstrap = StationaryBootstrap(math.ceil(length), np.arange(steps), seed=seed)
-    counts = np.empty((reps, steps))
-    for r, (data, _) in enumerate(bootstrap.bootstrap(reps)):
-        counts[r] = np.bincount(data[0], minlength=steps)
-    centre = np.where(np.isnan(delta), 0.0, delta)
-    sums = counts @ centred
-    full = mask.all(axis=0)
-    drawn = np.full(sums.shape, float(steps))
-    if not full.all():
-        drawn[:, ~full] = counts @ mask[:, ~full].astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = centre + sums / drawn
-    alpha = (1 - level) / 2
-    q = [100 * alpha, 100 * (1 - alpha)]
-    low, high = np.percentile(means, q, axis=0)  # vectorised; nanpercentile loops over columns
-    gaps = np.isnan(means).any(axis=0)
-    if gaps.any():  # a replicate that drew none of a sparse column's steps
-        with _quiet():
-            low[gaps], high[gaps] = np.nanpercentile(means[:, gaps], q, axis=0)
-    few = mask.sum(axis=0) < 3
-    low[few] = high[few] = np.nan
-    return low, high
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence numpy's warnings for all-NaN slices: a workload without a value is a normal case."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=RuntimeWarning)
-        yield
 
 
 class _Aligned:
@@ -315,7 +244,7 @@ class _Aligned:
         for metric in self.metrics:
             x, y = self.columns[metric][m][:, shared], self.columns[metric][b][:, shared]
             both = ~(np.isnan(x) | np.isnan(y))
-            with np.errstate(invalid="ignore", divide="ignore"), _quiet():
+            with np.errstate(invalid="ignore", divide="ignore"), quiet():
                 if metric == "success_rate":
                     ok_x, all_x = self.columns["success_count"][m][:, shared], self.columns["requests"][m][:, shared]
                     ok_y, all_y = self.columns["success_count"][b][:, shared], self.columns["requests"][b][:, shared]
@@ -334,7 +263,7 @@ class _Aligned:
                 wider = np.fmax(self.columns[hi][m][:, shared] - self.columns[lo][m][:, shared],
                                 self.columns[hi][b][:, shared] - self.columns[lo][b][:, shared])
                 wider = np.where(both, wider, np.nan)
-                with _quiet():
+                with quiet():
                     width = np.concatenate([np.nanmean(wider, axis=0), [np.nanmean(wider)]])
             out.append((metric, keys, np.column_stack([x, ox]), np.column_stack([y, oy]), width))
         return out

@@ -23,8 +23,8 @@ Semantics at each step T with window W, for every mesh:
 meshlab uses ``rate``/``increase`` where the meshes' own CLIs and dashboards use
 ``irate``: ``irate`` looks only at the last two samples of the window.
 
-(About 500 lines, most of them the four frame methods' docstrings: they share the
-merge, naming and bucket-bound helpers below, which belong with them.)
+Longer than 400 lines: most of them are the four frame methods' docstrings, and the methods
+share the merge, naming and bucket-bound helpers below, which belong with them.
 """
 
 from __future__ import annotations

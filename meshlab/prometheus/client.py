@@ -1,38 +1,31 @@
 """``meshlab.Prometheus``: query any Prometheus-compatible HTTP API into tidy frames.
 
-The HTTP layer is a ``requests.Session`` with a retrying ``HTTPAdapter`` mounted on
-the server's URL. That adapter is the transport seam: tests and unusual deployments
-can mount their own adapter on ``client.session`` without touching the rest.
+This module is the query API: arguments checked, requests built, answers parsed
+(:mod:`.parse`) and warnings raised. Below it, :mod:`._http` is the HTTP transport (a
+``requests.Session`` with meshlab's adapter mounted on the server's URL, retries, redirects,
+the deadline): that adapter is the transport seam, so tests and unusual deployments can mount
+their own on ``client.session`` without touching the rest. :mod:`._split` fetches the chunks
+of long range queries and splits those the server refuses as too large.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import email.utils
-import ipaddress
-import itertools
 import logging
 import math
 import re
-import socket
-import threading
 import time as _time
 import warnings
-from collections.abc import Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, HTTPError, NewConnectionError, ReadTimeoutError, SSLError
 from urllib3.util.retry import Retry
 
 from .. import schema
-from ..errors import InvalidArgument, PrometheusUnavailable, PrometheusWarning, QueryError, ResponseError
+from ..errors import InvalidArgument, PrometheusWarning, ResponseError
 from ..timeutil import (
     Duration,
     TimeLike,
@@ -43,6 +36,17 @@ from ..timeutil import (
     to_timestamp,
     utc_now,
 )
+from ._http import MAX_REDIRECTS as MAX_REDIRECTS  # re-exported: these lived here first
+from ._http import RETRY_STATUSES as RETRY_STATUSES
+from ._http import (
+    DeadlineAdapter,
+    Transport,
+    charset,
+    is_loopback,
+    not_json_message,
+    redact_url,
+)
+from ._split import Splitter, fetch_all
 from .parse import Parsed, decode_api, frame_from_block, merge_blocks, parse_response
 
 __all__ = ["MAX_POINTS_PER_SERIES", "MAX_REQUESTS", "Prometheus"]
@@ -53,46 +57,13 @@ log = logging.getLogger("meshlab.prometheus")
 MAX_POINTS_PER_SERIES = 11_000
 #: query_range refuses (up front) a query that would need more requests than this.
 MAX_REQUESTS = 1000
-#: How many redirects within one server a request follows.
-MAX_REDIRECTS = 5
 #: Above this many bytes of form data, queries are sent with POST instead of GET.
 POST_ABOVE_BYTES = 4096
-#: Statuses retried with backoff: rate limiting and server-side failures.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
-_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
-_INCOMPLETE = re.compile(r"IncompleteRead\((\d+) bytes read, (\d+) more expected")
 _JSON_START = re.compile(rb"\s*\{")
-_ERRNO = re.compile(r"\[Errno -?\d+\][^'\")]*")
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-#: How servers say a query is too large for them, where a shorter range may pass: Prometheus'
-#: --query.max-samples, VictoriaMetrics' -search.maxSamplesPerQuery, -search.maxSamplesPerSeries,
-#: -search.maxPointsPerTimeseries and -search.maxMemoryPerQuery, Prometheus' (and Thanos', Cortex',
-#: Mimir's) points-per-series and sample/chunk limits.
-_TOO_LARGE = re.compile(
-    r"would load too many samples|cannot select more than -search\.maxSamplesPerQuery"
-    r"|cannot process more than \d+ samples per series|cannot exceed -search\.maxPointsPerTimeseries"
-    r"|-search\.maxMemoryPerQuery|exceeded maximum resolution of [\d,]+ points per timeseries"
-    r"|exceeded the maximum number of (?:samples|chunks)|the query hit the max number of chunks"
-    r"|exceeded (?:the )?sample limit",
-    re.IGNORECASE,
-)
-_active = threading.local()
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class Prometheus:
+class Prometheus(Transport):
     """A client for the Prometheus HTTP API (also VictoriaMetrics, Thanos, Mimir, Cortex).
 
     Parameters
@@ -137,7 +108,9 @@ class Prometheus:
 
     Examples
     --------
-    >>> prom = Prometheus("http://127.0.0.1:9090")                    # doctest: +SKIP
+    >>> prom = Prometheus("http://user:secret@127.0.0.1:9090")  # connects on the first query
+    >>> prom
+    Prometheus('http://127.0.0.1:9090', auth=***)
     >>> prom.query_range('rate(response_total[1m])', "-1h", "now", "30s")  # doctest: +SKIP
     """
 
@@ -194,7 +167,7 @@ class Prometheus:
             if deadline is None else _seconds(deadline, "deadline")
         )
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-        self.compress = not _is_loopback(parts.hostname) if compress is None else bool(compress)
+        self.compress = not is_loopback(parts.hostname) if compress is None else bool(compress)
         self.params = dict(params or {})
         self.session = session
         self._auth = auth
@@ -204,7 +177,7 @@ class Prometheus:
         # Retries, redirects and the deadline are meshlab's own (see _exchange): urllib3 retrying
         # too would multiply the waits and log each retry's URL, PromQL included, at WARNING.
         retry = Retry(total=0, redirect=False, raise_on_status=False)
-        adapter = _DeadlineAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(self.max_workers, 10))
+        adapter = DeadlineAdapter(max_retries=retry, pool_connections=1, pool_maxsize=max(self.max_workers, 10))
         self.session.mount(self.url + "/", adapter)
         self.session.mount(self.url, adapter)  # the URL itself, e.g. a remote-write endpoint
 
@@ -325,9 +298,9 @@ class Prometheus:
                 f"max_requests={needed} if you mean it"
             )
         step_text = format_unix_ms(step_ms)
-        splitter = _Splitter(self, promql, start_ms, step_ms, step_text, max_points, max_requests, needed)
+        splitter = Splitter(self, promql, start_ms, step_ms, step_text, max_points, max_requests, needed)
         windows = iter([(first, min(max_points, points - first)) for first in range(0, points, max_points)])
-        pieces = self._fetch_all(splitter, windows, needed, progress)
+        pieces = fetch_all(self, splitter, windows, needed, progress)
         results = [parsed for piece in pieces for parsed in piece]
         notes: dict[str, None] = {}
         infos: dict[str, None] = {}
@@ -365,43 +338,7 @@ class Prometheus:
         """
         url = f"{self.url}/{path.lstrip('/')}" if path else self.url
         status, response_headers, answer = self._exchange("POST", url, body, {**self._headers, **headers})
-        return status, answer.decode(_charset(response_headers.get("Content-Type", "")), "replace")
-
-    def _fetch_all(self, splitter: _Splitter, windows: Iterator[tuple[int, int]], count: int,
-                   progress: bool | None) -> list[list[Parsed]]:
-        if count == 1:
-            return [splitter.fetch(*next(windows))]
-        from tqdm.auto import tqdm
-
-        results: list[list[Parsed] | None] = [None] * count
-        numbered = enumerate(windows)
-        pending: dict[Future[list[Parsed]], int] = {}
-        workers = min(self.max_workers, count)
-        bar = tqdm(total=count, unit="chunk", desc="query_range", leave=False,
-                   disable=progress is False, delay=0 if progress else 2.0)
-        with bar, ThreadPoolExecutor(max_workers=workers) as pool:
-
-            def submit_next() -> None:
-                # Chunks are submitted as others finish: never more than `workers` in flight.
-                item = next(numbered, None)
-                if item is not None:
-                    pending[pool.submit(splitter.fetch, *item[1])] = item[0]
-
-            for _ in range(workers):
-                submit_next()
-            try:
-                while pending:
-                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        results[pending.pop(future)] = future.result()  # the first failure stops the rest
-                        bar.update(1)
-                        submit_next()
-            except BaseException:
-                splitter.stop = True
-                for future in pending:
-                    future.cancel()
-                raise
-        return [r for r in results if r is not None]
+        return status, answer.decode(charset(response_headers.get("Content-Type", "")), "replace")
 
     def _fetch(self, endpoint: str, params: dict[str, str], promql: str) -> Parsed:
         params = {**self.params, "timeout": format_duration(self.timeout), **params}
@@ -424,133 +361,9 @@ class Prometheus:
         log.debug("%s %s -> %d, %d bytes in %.3f s", method, endpoint, status, len(body),
                   _time.perf_counter() - began)
         if not _JSON_START.match(body):  # a match at the start, not a copy of a large body
-            raise ResponseError(_not_json_message(self.url, status, response_headers.get("Content-Type", ""),
-                                                  body, response_headers.get("Retry-After")))
+            raise ResponseError(not_json_message(self.url, status, response_headers.get("Content-Type", ""),
+                                                 body, response_headers.get("Retry-After")))
         return body, status
-
-    def _exchange(self, method: str, url: str, data: bytes | None,
-                  headers: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytearray]:
-        """One request with meshlab's retries, same-origin redirects and the deadline.
-
-        Returns the final status, headers and body. Connection failures, timeouts and a
-        passed deadline raise PrometheusUnavailable; a redirect to another origin, or one
-        that would turn a POST into a GET, raises ResponseError.
-        """
-        deadline = _time.monotonic() + self.deadline
-        attempt = redirects = 0
-        path = urlsplit(url).path
-        while True:
-            outcome = self._once(method, url, data, headers, deadline)
-            if isinstance(outcome, _Failure):
-                if not outcome.retry or attempt >= self.retries:
-                    raise outcome.error
-                wait_s, reason = self.backoff * 2**attempt, outcome.reason
-            else:
-                status, response_headers, body = outcome
-                location = response_headers.get("Location")
-                if status in _REDIRECTS and location:
-                    redirects += 1
-                    url = self._redirect(method, url, status, location, redirects)
-                    continue
-                if status not in RETRY_STATUSES or attempt >= self.retries:
-                    return status, response_headers, body
-                asked = _retry_after(response_headers.get("Retry-After"))
-                wait_s = self.backoff * 2**attempt if asked is None else asked
-                reason = f"HTTP {status}"
-                if asked is not None and wait_s > deadline - _time.monotonic():
-                    if status == 429:
-                        raise PrometheusUnavailable(
-                            f"{self.url} is rate-limiting requests (HTTP 429) and asks to wait {asked:g} s, "
-                            f"past this request's {self.deadline:g} s deadline; try again later, lower "
-                            "max_workers, or raise deadline="
-                        )
-                    return status, response_headers, body
-            attempt += 1
-            if wait_s >= deadline - _time.monotonic():
-                if isinstance(outcome, _Failure):
-                    raise outcome.error
-                return status, response_headers, body
-            log.debug("%s %s: %s; retry %d of %d in %.2f s", method, path, reason, attempt, self.retries, wait_s)
-            _time.sleep(wait_s)
-
-    def _once(self, method: str, url: str, data: bytes | None, headers: Mapping[str, str],
-              deadline: float) -> tuple[int, Mapping[str, str], bytearray] | _Failure:
-        remaining = deadline - _time.monotonic()
-        if remaining <= 0:
-            return _Failure(self._late(0), retry=False, reason="deadline")
-        limit = min(self.timeout, remaining)
-        # A little grace, so a silent server still reports its socket timeout, not the deadline.
-        with _Watch(remaining + 0.1) as watch:
-            failure: _Failure | None = None
-            try:
-                response = self.session.request(
-                    method, url, data=data, headers=headers, auth=self._auth, verify=self._verify,
-                    cert=self._cert, timeout=(limit, limit), stream=True, allow_redirects=False,
-                )
-            except requests.exceptions.RequestException as exc:
-                failure = self._unavailable(exc, watch)
-            if failure is not None:  # returned outside the handler: the request and its headers are not kept
-                return failure
-            with response:
-                body = bytearray()
-                error: PrometheusUnavailable | ResponseError | None = None
-                try:
-                    while chunk := response.raw.read1(1 << 20, decode_content=True):
-                        body += chunk
-                except (HTTPError, OSError) as exc:
-                    error = _body_error(self, exc, body, response.headers, watch)
-                if error is None and watch.expired:
-                    error = self._late(len(body))
-                if error is not None:
-                    return _Failure(error, retry=False, reason="body")
-                return response.status_code, response.headers, body
-
-    def _redirect(self, method: str, url: str, status: int, location: str, redirects: int) -> str:
-        target = urljoin(url, location)
-        here, there = _origin(url), _origin(target)
-        if here != there:
-            raise ResponseError(
-                f"{here} redirected the request (HTTP {status}) to another server, {there}; meshlab "
-                "does not follow redirects to other origins, which would receive your credentials and "
-                "headers: if you trust it, use that server's URL"
-            )
-        if method == "POST" and status in (301, 302, 303):
-            raise ResponseError(
-                f"{here} answered a POST query with HTTP {status} to {urlsplit(target).path!r}, which would "
-                "turn it into a GET without its query; point url= at where the server redirects"
-            )
-        if redirects > MAX_REDIRECTS:
-            raise ResponseError(f"{here} redirected more than {MAX_REDIRECTS} times; check the URL")
-        return target
-
-    def _late(self, got: int) -> PrometheusUnavailable:
-        return PrometheusUnavailable(
-            f"{self.url} did not finish answering within this request's {self.deadline:g} s deadline "
-            f"(got {got:,} bytes of the response); the server or the network is too slow: narrow the "
-            "query, or raise timeout= or deadline="
-        )
-
-    def _unavailable(self, exc: requests.exceptions.RequestException, watch: _Watch) -> _Failure:
-        # requests reports a read timeout as a ConnectionError wrapping MaxRetryError(ReadTimeoutError),
-        # so look at the root cause, not the outer type.
-        cause = getattr(exc.args[0], "reason", None) if exc.args else None
-        if watch.expired:
-            return _Failure(self._late(0), retry=False, reason="deadline")
-        if isinstance(exc, requests.exceptions.SSLError) or isinstance(cause, SSLError):
-            return _Failure(PrometheusUnavailable(
-                f"TLS handshake with {self.url} failed ({_reason(exc)}); check verify= and cert="
-            ), retry=False, reason="TLS")
-        timed_out = isinstance(cause, (ReadTimeoutError, ConnectTimeoutError)) and not isinstance(
-            cause, NewConnectionError)  # NewConnectionError subclasses ConnectTimeoutError
-        if isinstance(exc, requests.exceptions.Timeout) or timed_out:
-            return _Failure(PrometheusUnavailable(
-                f"{self.url} did not answer within {self.timeout:g} s (after retries); "
-                "raise timeout= or narrow the query"
-            ), retry=True, reason="timeout")
-        refused = isinstance(cause, NewConnectionError) and isinstance(cause.__cause__, ConnectionRefusedError)
-        return _Failure(PrometheusUnavailable(
-            f"could not connect to {self.url} ({_reason(exc)}); is the server running and the URL right?"
-        ), retry=not (refused and _is_loopback(urlsplit(self.url).hostname)), reason=_reason(exc))
 
     @staticmethod
     def _warn(notes: list[str], infos: list[str]) -> None:
@@ -560,259 +373,10 @@ class Prometheus:
             warnings.warn(f"Prometheus (info): {info}", PrometheusWarning, stacklevel=3)
 
 
-class _Splitter:
-    """Fetches the chunks of one range query; a chunk the server refuses as too large is split and retried.
-
-    A refusal lowers the points per request for every chunk still to come, so each size the
-    server refuses is sent once, not once per chunk. Pieces stay aligned on ``start + k * step``,
-    so the merged result is the one an unlimited server returns.
-    """
-
-    def __init__(self, client: Prometheus, promql: str, start_ms: int, step_ms: int, step_text: str,
-                 max_points: int, max_requests: int, planned: int):
-        self.client, self.promql = client, promql
-        self.start_ms, self.step_ms, self.step_text = start_ms, step_ms, step_text
-        self.limit = max_points  # the most points per request the server has not refused
-        self.max_requests = max_requests
-        self.budget = max_requests - planned  # requests splitting may add
-        self.sent = 0
-        self.refused = 0
-        self.reason = ""
-        self.stop = False
-        self._lock = threading.Lock()
-
-    def fetch(self, first: int, count: int) -> list[Parsed]:
-        """The parsed answers for points ``first .. first + count - 1``, in time order."""
-        out: list[Parsed] = []
-        todo = [(first, count)]
-        while todo and not self.stop:
-            first, count = todo.pop()
-            if count > self.limit:  # a size already refused elsewhere: split before sending
-                todo.extend(reversed(self._pieces(first, count, extra=-1)))
-                continue
-            lo, hi = self.start_ms + first * self.step_ms, self.start_ms + (first + count - 1) * self.step_ms
-            params = {"query": self.promql, "start": format_unix_ms(lo), "end": format_unix_ms(hi),
-                      "step": self.step_text}
-            with self._lock:
-                self.sent += 1
-            try:
-                out.append(self.client._fetch("query_range", params, self.promql))
-            except QueryError as exc:
-                if not _TOO_LARGE.search(exc.message):
-                    raise
-                if count == 1:
-                    raise QueryError(exc.error_type, f"{exc.message} (even for one step: meshlab split the range "
-                                     "down to single steps; narrow the query to fewer series or a shorter "
-                                     "[window], or raise the server's limit)", exc.query, exc.status) from None
-                with self._lock:
-                    self.refused += 1
-                    self.reason = exc.message
-                    self.limit = min(self.limit, (count + 1) // 2)
-                log.debug("query_range: the server refused %d points per series as too large; splitting", count)
-                todo.extend(reversed(self._pieces(first, count, extra=0, refused=exc)))
-        return out
-
-    def _pieces(self, first: int, count: int, *, extra: int, refused: QueryError | None = None
-                ) -> list[tuple[int, int]]:
-        parts = -(-count // self.limit)
-        with self._lock:
-            if parts + extra > self.budget:
-                detail = f"{refused.message}; " if refused is not None else ""
-                raise QueryError(
-                    refused.error_type if refused is not None else "execution",
-                    f"{detail}the server refuses more than about {self.limit:,} points per series in one request, "
-                    f"so this query_range needs more than max_requests={self.max_requests:,} requests; use a "
-                    "coarser step= or a shorter range, pass a larger max_requests= if you mean it, or raise the "
-                    "server's limit", self.promql, refused.status if refused is not None else None)
-            self.budget -= parts + extra
-        edges = [first + count * i // parts for i in range(parts + 1)]
-        return [(a, b - a) for a, b in itertools.pairwise(edges)]
-
-    def summary(self) -> str:
-        """The warning telling what was split and why."""
-        reason = self.reason
-        found = _TOO_LARGE.search(reason)
-        if len(reason) > 240 and found:  # the limit's own words, not the query VictoriaMetrics repeats first
-            lo, hi = max(0, found.start() - 60), min(len(reason), found.end() + 60)
-            reason = ("..." if lo else "") + reason[lo:hi] + ("..." if hi < len(reason) else "")
-        return (f"the server refused {self.refused} request(s) of this query_range as too large ({reason}); "
-                f"meshlab split the range into requests of at most {self.limit:,} points per series "
-                f"({self.sent} requests in all, the refused ones included) and merged them into the result "
-                "one query would give")
-
-
 def _check_promql(promql: str) -> str:
     if not isinstance(promql, str) or not promql.strip():
         raise InvalidArgument(f"promql must be a non-empty string, got {promql!r}")
     return promql
-
-
-def _reason(exc: BaseException) -> str:
-    # Keep the OS-level cause, never the URL with its query string.
-    match = _ERRNO.search(str(exc))
-    return match.group(0).strip() if match else type(exc).__name__
-
-
-def redact_url(url: str) -> str:
-    """The URL with any ``user:password@`` replaced by ``***@``, for messages.
-
-    A password with an unencoded ``/``, ``?`` or ``#`` hides its ``@`` from the URL parser,
-    so any ``@`` after the scheme redacts everything up to the last one.
-    """
-    parts = urlsplit(url)
-    if parts.username is not None:
-        return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
-    return url
-
-
-def _not_json_message(url: str, status: int, content_type: str, body: bytearray,
-                      retry_after: str | None = None) -> str:
-    kind = "an HTML page" if b"<html" in body[:512].lower() or "html" in content_type else "a non-JSON body"
-    snippet = bytes(body[:120]).decode("utf-8", "replace").replace("\n", " ").strip()
-    if status == 429:
-        asked = _retry_after(retry_after)
-        hint = ("the server is rate-limiting requests" + (f" (it asks to wait {asked:g} s)" if asked is not None
-                                                          else "") + "; try again later or lower max_workers")
-    elif 300 <= status < 400:
-        hint = "the server redirected without a Location; is the URL the Prometheus API root?"
-    elif status < 500:
-        hint = "is the URL the Prometheus API root (not a login page, proxy or the /graph UI)?"
-    else:
-        hint = "the server or a proxy in front of it failed; try again later"
-    return f"{url} answered HTTP {status} with {kind} instead of Prometheus JSON; {hint} (body starts: {snippet!r})"
-
-
-class _Failure:
-    """A failed attempt: the error to raise, and whether another attempt may help."""
-
-    __slots__ = ("error", "reason", "retry")
-
-    def __init__(self, error: PrometheusUnavailable | ResponseError, *, retry: bool, reason: str):
-        self.error, self.retry, self.reason = error, retry, reason
-
-
-class _Watch:
-    """One attempt's deadline: a timer that shuts the attempt's socket down when it passes.
-
-    A socket timeout bounds each read, not the whole answer: a server sending a byte a second
-    never trips it. Shutting the socket down from the timer ends any blocked read at once.
-    """
-
-    def __init__(self, seconds: float):
-        self.conn: Any = None
-        self.expired = False
-        self._lock = threading.Lock()
-        self._done = False
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Watch:
-        _active.watch = self
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._done = True
-        _active.watch = None
-
-    def _cut(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.expired = True
-            sock = getattr(self.conn, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-
-class _WatchedHTTPPool(HTTPConnectionPool):
-    def _make_request(self, conn: Any, *args: Any, **kwargs: Any) -> Any:
-        watch = getattr(_active, "watch", None)
-        if watch is not None:
-            watch.conn = conn
-        return super()._make_request(conn, *args, **kwargs)
-
-
-class _WatchedHTTPSPool(HTTPSConnectionPool):
-    _make_request = _WatchedHTTPPool._make_request
-
-
-_WATCHED_POOLS = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
-
-
-class _DeadlineAdapter(HTTPAdapter):
-    """requests' adapter whose connections a :class:`_Watch` can cut at the deadline."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = _WATCHED_POOLS
-        return manager
-
-
-def _body_error(client: Prometheus, exc: BaseException, body: bytearray, headers: Mapping[str, str],
-                watch: _Watch) -> PrometheusUnavailable | ResponseError:
-    if watch.expired:
-        return client._late(len(body))
-    if isinstance(exc, (ReadTimeoutError, TimeoutError)):
-        return PrometheusUnavailable(
-            f"{client.url} stopped sending its response after {len(body):,} bytes for {client.timeout:g} s; "
-            "raise timeout= or narrow the query"
-        )
-    detail = f"after {len(body):,} bytes"
-    length = headers.get("Content-Length", "")
-    if length.isdigit() and headers.get("Content-Encoding", "identity") == "identity":
-        detail += f", {int(length) - len(body):,} more expected"
-    else:
-        got = _INCOMPLETE.search(str(exc))
-        if got:
-            detail += f", {got[2]} more expected"
-    return ResponseError(
-        f"the response from {client.url} was cut off {detail}; the connection broke or a proxy "
-        "limit was hit: retry, or ask for less data"
-    )
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    port = port or _DEFAULT_PORTS.get(parts.scheme)
-    host = parts.hostname or ""
-    return f"{parts.scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds asked by a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        log.debug("ignoring an unreadable Retry-After header %r", text[:40])
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
-
-
-def _charset(content_type: str) -> str:
-    match = re.search(r"charset=([\w-]+)", content_type)
-    return match[1] if match else "utf-8"
 
 
 def _seconds(value: Any, name: str, *, zero_ok: bool = False) -> float:

@@ -16,6 +16,10 @@ take a fast path that creates no Python object per point:
 Anything the fast path does not recognise falls back to a plain orjson decode, which
 is exact but slower. Both paths produce identical frames; the tests hold them to a slow
 reference conversion.
+
+Longer than 400 lines: it is one parser in two paths that must agree on every body (the
+exact decoder judges whatever the fast path declines); they share the envelope, warning and
+time-range rules and feed the same blocks, so they stay side by side.
 """
 
 from __future__ import annotations
