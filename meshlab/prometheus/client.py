@@ -5,7 +5,8 @@ This module is the query API: arguments checked, requests built, answers parsed
 ``requests.Session`` with meshlab's adapter mounted on the server's URL, retries, redirects,
 the deadline): that adapter is the transport seam, so tests and unusual deployments can mount
 their own on ``client.session`` without touching the rest. :mod:`._split` fetches the chunks
-of long range queries and splits those the server refuses as too large.
+of long range queries and splits those the server refuses as too large. Longer than 400 lines:
+the query API is one class whose methods share argument checks, and half its lines are docstrings.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import requests
 
 from ..errors import InvalidArgument, MeshlabError
-from .local import _LocalServer, find_binary
+from ._process import _LocalServer, find_binary
 
 __all__ = ["VmAgent"]
 

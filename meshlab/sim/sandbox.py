@@ -14,8 +14,8 @@ the cache keeps to ``$MESHLAB_CACHE_MAX_BYTES`` (2 GiB by default), dropping the
 recently used runs first (:func:`prune_cache`, in :mod:`meshlab.sim.cache`). Several clusters at
 once (``clusters=``) are :mod:`meshlab.sim.fleet`'s.
 
-(About 480 lines, over half of them docstrings: the run's placement in time, the Sandbox
-and its cache-aware loader, which share the run and the server; the cache itself is its own module.)
+Longer than 400 lines: over half of them are docstrings, and the run's placement in time, the
+Sandbox and its cache-aware loader share the run and the server; the cache itself is its own module.
 """
 
 from __future__ import annotations

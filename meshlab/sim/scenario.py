@@ -2,7 +2,8 @@
 
 A scenario names the workloads, the calls between them (with request rates over time,
 latency and errors), TCP-only connections, and incidents. It is plain data: build it
-in Python, or load it from YAML or TOML with :func:`load_scenario`.
+in Python, or load it from YAML or TOML with :func:`load_scenario`. Longer than 400 lines:
+the scenario's classes are one model, and its worked example below is the format's reference.
 
 Example (YAML)::
 

@@ -3,8 +3,8 @@
 Every problem is a :class:`ScenarioError` naming the file (or scenario), the key path
 (``workloads[2].replicas``) and what is allowed there. :mod:`meshlab.sim.scenario` re-exports
 the public names, so ``from meshlab.sim.scenario import load_scenario`` keeps working; the
-split keeps the model short. This half stays one module (about 450 lines): the key specs, the
-checks and the messages they share belong together.
+split keeps the model short. Longer than 400 lines: the key specs, the checks and the messages
+they share belong together.
 """
 
 from __future__ import annotations
