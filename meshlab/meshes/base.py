@@ -79,7 +79,7 @@ class Mesh(MeshSpec, abstract=True):
     #: A range read of more steps than this is read in time pieces (see :meth:`_piecewise`).
     piece_steps: int = 64
     #: About how many rows of a frame each time piece is sized for: what bounds memory while reading.
-    piece_rows: int = 100_000
+    piece_rows: int = 50_000
 
     def __init__(self, prom: Prometheus | str, *, scrape_interval: Duration = "15s"):
         if type(self).abstract:
@@ -372,12 +372,7 @@ class Mesh(MeshSpec, abstract=True):
             first += count
             rows = len(frames[-1])
             size = min(4 * count, max(1, self.piece_rows * count // rows)) if rows else 2 * count
-        out = schema.concat(frames, kind)
-        del frames
-        if len(sides) > 1:  # one read gives each side's rows together, in the sides' order
-            position = pd.Categorical(out["side"].astype(str), categories=list(sides)).codes
-            out = out.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)
-        return out
+        return _concat_pieces(frames, kind, sides)
 
     def _pod_owners(self, span: Span, cluster: Mapping[str, str] | None = None) -> dict[tuple[str, ...], str]:
         """([cluster,] namespace, pod) -> workload, from the mesh's own series over the asked time (one query)."""
@@ -526,6 +521,80 @@ def _cluster_columns(by_cluster: bool | str) -> dict[str, str]:
             raise InvalidArgument(f"by_cluster: {exc}") from None
     raise InvalidArgument(f"by_cluster must be True, False or the name of the cluster label (e.g. 'cluster'), "
                           f"got {by_cluster!r}")
+
+
+def _concat_pieces(frames: list[pd.DataFrame], kind: str, sides: Sequence[str]) -> pd.DataFrame:
+    """The pieces' frames as one read gives them, each piece dropped (from ``frames``) once copied.
+
+    :func:`meshlab.schema.concat` gives the same frame but holds the pieces, its copies and the
+    result at once; here the result's columns are allocated once and filled piece by piece, so
+    the peak is the result and one piece. The labels get the categories ``schema.concat`` gives
+    (the union of the pieces', in its order). One read gives each side's rows together, in the
+    ``sides`` order, and a piece's rows are one block per side in that order: each block is
+    copied to its side's place.
+    """
+    used = [f for f in frames if len(f)]
+    first = used[0] if used else None
+    if first is None or len(used) == 1 or not all(list(f.columns) == list(first.columns) for f in used):
+        return schema.concat(frames, kind)
+    plain = {name: first[name].dtype for name in first.columns}
+    if not all(isinstance(d, pd.CategoricalDtype) or d == np.float64 or d == "datetime64[ns, UTC]"
+               for d in plain.values()):
+        return schema.concat(frames, kind)
+    categories: dict[str, pd.Index] = {}
+    for name, dtype in plain.items():
+        if isinstance(dtype, pd.CategoricalDtype):
+            union = used[0][name].cat.categories
+            for frame in used[1:]:
+                union = union.union(frame[name].cat.categories)  # as schema.concat: sorted where labels sort
+            categories[name] = union
+    frames.clear()  # the caller's references: each piece is freed once copied
+    order = list(sides) if len(sides) > 1 else [None]
+    blocks = []  # (piece, side, first row, rows) in the result's order: side by side, then piece by piece
+    for side in order:
+        for i, frame in enumerate(used):
+            if side is None:
+                blocks.append((i, 0, len(frame)))
+            else:
+                rows = np.flatnonzero((frame["side"].astype(str) == side).to_numpy())
+                if len(rows):
+                    if rows[-1] - rows[0] + 1 != len(rows):
+                        return schema.concat(used, kind)  # not one block per side: never so today
+                    blocks.append((i, int(rows[0]), len(rows)))
+    total = sum(len(f) for f in used)
+    if sum(n for _, _, n in blocks) != total:
+        return schema.concat(used, kind)
+    out: dict[str, np.ndarray] = {}
+    for name, dtype in plain.items():
+        out[name] = np.empty(total, np.int64 if name in categories or dtype != np.float64 else np.float64)
+    at = 0
+    remaining = [sum(1 for b in blocks if b[0] == i) for i in range(len(used))]
+    for i, lo, n in blocks:
+        frame = used[i]
+        for name in plain:
+            column = frame[name]
+            if name in categories:
+                recode = np.append(categories[name].get_indexer(column.cat.categories), -1)  # code -1: missing
+                out[name][at:at + n] = recode[column.cat.codes.to_numpy()[lo:lo + n]]
+            elif name in out and out[name].dtype == np.int64:
+                out[name][at:at + n] = column.array.asi8[lo:lo + n]
+            else:
+                out[name][at:at + n] = column.to_numpy()[lo:lo + n]
+        at += n
+        remaining[i] -= 1
+        if not remaining[i]:
+            used[i] = pd.DataFrame()  # this piece is copied: free it
+    columns: dict[str, object] = {}
+    for name, dtype in plain.items():
+        values = out.pop(name)
+        if name in categories:
+            columns[name] = pd.Categorical.from_codes(values, dtype=pd.CategoricalDtype(categories[name]),
+                                                      validate=False)
+        elif dtype != np.float64:
+            columns[name] = pd.DatetimeIndex(values.view("M8[ns]")).tz_localize("UTC")
+        else:
+            columns[name] = values
+    return pd.DataFrame(columns, copy=False)
 
 
 def _utc_ms(ms: int) -> pd.Timestamp:
