@@ -54,6 +54,7 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
     bounds = [c for c in want.columns if c.endswith(("_low_ms", "_high_ms"))]
     exact = [c for c in want.columns if c not in estimates and c not in bounds]
     pd.testing.assert_frame_equal(got[exact], want[exact], check_exact=True)
+    assert got.memory_usage(deep=True).equals(want.memory_usage(deep=True))  # the same compact dtypes (codes)
     pd.testing.assert_frame_equal(got[estimates], want[estimates], check_exact=False, rtol=1e-12, atol=0)
     for estimate in estimates:
         low, high = estimate.removesuffix("_ms") + "_low_ms", estimate.removesuffix("_ms") + "_high_ms"

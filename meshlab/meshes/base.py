@@ -528,7 +528,8 @@ def _concat_pieces(frames: list[pd.DataFrame], kind: str, sides: Sequence[str]) 
 
     :func:`meshlab.schema.concat` gives the same frame but holds the pieces, its copies and the
     result at once; here the result's columns are allocated once and filled piece by piece, so
-    the peak is the result and one piece. The labels get the categories ``schema.concat`` gives
+    the peak is about the result and one piece (the pieces are freed as the result's pages
+    fill). The labels get the categories ``schema.concat`` gives
     (the union of the pieces', in its order). One read gives each side's rows together, in the
     ``sides`` order, and a piece's rows are one block per side in that order: each block is
     copied to its side's place.
@@ -550,7 +551,7 @@ def _concat_pieces(frames: list[pd.DataFrame], kind: str, sides: Sequence[str]) 
             categories[name] = union
     frames.clear()  # the caller's references: each piece is freed once copied
     order = list(sides) if len(sides) > 1 else [None]
-    blocks = []  # (piece, side, first row, rows) in the result's order: side by side, then piece by piece
+    blocks = []  # (piece, first row, rows) in the result's order: side by side, then piece by piece
     for side in order:
         for i, frame in enumerate(used):
             if side is None:
@@ -565,22 +566,22 @@ def _concat_pieces(frames: list[pd.DataFrame], kind: str, sides: Sequence[str]) 
     if sum(n for _, _, n in blocks) != total:
         return schema.concat(used, kind)
     out: dict[str, np.ndarray] = {}
-    for name, dtype in plain.items():
-        out[name] = np.empty(total, np.int64 if name in categories or dtype != np.float64 else np.float64)
-    at = 0
+    for name, dtype in plain.items():  # np.empty: pages become resident only as pieces are copied in
+        out[name] = np.empty(total, _codes_dtype(len(categories[name])) if name in categories else
+                             np.float64 if dtype == np.float64 else np.int64)
+    starts = np.concatenate([[0], np.cumsum([n for _, _, n in blocks])[:-1]]).tolist()
     remaining = [sum(1 for b in blocks if b[0] == i) for i in range(len(used))]
-    for i, lo, n in blocks:
+    for (i, lo, n), at in sorted(zip(blocks, starts, strict=True), key=lambda b: b[0][0]):  # piece by piece
         frame = used[i]
-        for name in plain:
+        for name, dtype in plain.items():
             column = frame[name]
             if name in categories:
                 recode = np.append(categories[name].get_indexer(column.cat.categories), -1)  # code -1: missing
                 out[name][at:at + n] = recode[column.cat.codes.to_numpy()[lo:lo + n]]
-            elif name in out and out[name].dtype == np.int64:
+            elif dtype != np.float64:
                 out[name][at:at + n] = column.array.asi8[lo:lo + n]
             else:
                 out[name][at:at + n] = column.to_numpy()[lo:lo + n]
-        at += n
         remaining[i] -= 1
         if not remaining[i]:
             used[i] = pd.DataFrame()  # this piece is copied: free it
@@ -595,6 +596,14 @@ def _concat_pieces(frames: list[pd.DataFrame], kind: str, sides: Sequence[str]) 
         else:
             columns[name] = values
     return pd.DataFrame(columns, copy=False)
+
+
+def _codes_dtype(categories: int) -> type[np.signedinteger]:
+    """The smallest codes pandas would give a categorical of this many categories (-1: missing)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if categories < np.iinfo(dtype).max:
+            return dtype
+    return np.int64
 
 
 def _utc_ms(ms: int) -> pd.Timestamp:
