@@ -73,7 +73,8 @@ def istio(url: str, *, piece_steps: int, piece_rows: int = 50_000) -> ml.Istio:
 #: every frame kind, with and without by_cluster; sub-minute steps with windows spanning several
 CASES = [("traffic", {"by_cluster": True}), ("traffic", {"step": "30s", "window": "2m"}),
          ("edges", {"by_cluster": True}), ("edges", {}), ("tcp", {"by_cluster": True}), ("tcp", {"per": "workload"}),
-         ("proxies", {"by_cluster": True}), ("proxies", {})]
+         ("proxies", {"by_cluster": True}), ("proxies", {}),
+         ("edges", {"start": "2026-03-04T04:30:00Z"})]  # the first pieces empty: the history begins at 05:00
 
 
 @pytest.mark.parametrize(("frame", "options"), CASES, ids=[f"{f}-{'-'.join(o)}" for f, o in CASES])
@@ -124,3 +125,12 @@ def test_peak_memory_while_reading_is_a_small_multiple_of_the_frame(store, frame
     assert len(got) > 3 * mesh.piece_rows
     size = int(got.memory_usage(deep=True).sum())
     assert peak <= 4 * size + mesh.piece_rows * PIECE_BYTES_PER_ROW
+
+
+@pytest.mark.parametrize("frame", ["edges"])
+def test_pieces_of_a_span_without_data_give_the_empty_frame_one_read_gives(store, frame):
+    read = {"start": "2026-03-04T02:00:00Z", "end": "2026-03-04T03:00:00Z", "step": "1m", "window": "5m"}
+    want = getattr(istio(store, piece_steps=10**6), frame)(**read)
+    got = getattr(istio(store, piece_steps=2, piece_rows=120), frame)(**read)
+    assert len(want) == 0
+    pd.testing.assert_frame_equal(got, want)
