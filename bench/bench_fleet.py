@@ -6,6 +6,8 @@ write into one VictoriaMetrics (every series labelled ``cluster``) and into one 
 per cluster; then the ``traffic``, ``edges`` and ``proxies`` frames are read over the whole
 history at 1-minute steps: from VictoriaMetrics with ``by_cluster=True`` (one query per
 signal for the fleet), from the Prometheus servers with :func:`meshlab.concat_sources`.
+A day at 1-minute steps is read in time pieces of about ``piece_rows`` rows each
+(:mod:`meshlab.meshes.pieces`), one query per signal per piece.
 
 Reported per store: samples loaded and load time; per frame: query time, rows, requests
 issued, bytes per row of the frame; meshlab's peak RSS while reading (the peak is reset

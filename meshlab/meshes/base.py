@@ -42,6 +42,7 @@ from ..prometheus.client import Prometheus
 from ..prometheus.promql import label_name, selector
 from ..timeutil import Duration, TimeLike, format_duration, to_timedelta
 from . import queries
+from .pieces import read_in_pieces
 from .spec import (
     DST_WORKLOAD,
     KINDS,
@@ -75,6 +76,11 @@ class Mesh(MeshSpec, abstract=True):
     no methods of their own. ``Mesh`` itself, and any class declared ``abstract=True``,
     cannot be instantiated.
     """
+
+    #: A range read of more steps than this is read in time pieces (:func:`.pieces.read_in_pieces`).
+    piece_steps: int = 64
+    #: About how many rows of a frame each time piece is sized for: what bounds memory while reading.
+    piece_rows: int = 50_000
 
     def __init__(self, prom: Prometheus | str, *, scrape_interval: Duration = "15s"):
         if type(self).abstract:
@@ -138,16 +144,20 @@ class Mesh(MeshSpec, abstract=True):
                    **_cluster_columns(by_cluster)}
         quantiles = schema.check_quantiles(quantiles)
         span = Span(start, end, step, window, at)
-        frame = self._golden(kind, namespace, name, None, columns, span, quantiles, _cluster_columns(by_cluster))
-        if identity.name is None:
-            frame["name"] = frame["namespace"]
-        if kind == "workload":
-            frame = _named(frame, ["namespace", "name"])
-            if "workload_kind" not in frame:
-                frame["workload_kind"] = pd.Series(pd.NA, index=frame.index, dtype="string")
-        frame.insert(1, "mesh", self.name)
-        frame.insert(2, "kind", kind)
-        return schema.conform(frame, "traffic")
+
+        def read(piece: Span) -> pd.DataFrame:
+            frame = self._golden(kind, namespace, name, None, columns, piece, quantiles, _cluster_columns(by_cluster))
+            if identity.name is None:
+                frame["name"] = frame["namespace"]
+            if kind == "workload":
+                frame = _named(frame, ["namespace", "name"])
+                if "workload_kind" not in frame:
+                    frame["workload_kind"] = pd.Series(pd.NA, index=frame.index, dtype="string")
+            frame.insert(1, "mesh", self.name)
+            frame.insert(2, "kind", kind)
+            return schema.conform(frame, "traffic")
+
+        return self._piecewise(span, read, "traffic")
 
     def edges(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
               start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
@@ -167,15 +177,20 @@ class Mesh(MeshSpec, abstract=True):
         kind = self._kind(kind)
         quantiles = schema.check_quantiles(quantiles)
         span = Span(start, end, step, window, at)
-        parts = []
-        for side in queries.sides(type(self), sides, self.edge_signals, "edges"):
-            identity = self.edge_identity(kind, side)
-            cluster = _cluster_columns(by_cluster)
-            part = self._golden(kind, namespace, name, side, {**self._edge_columns(identity), **cluster}, span,
-                                quantiles, cluster)
-            parts.append(_workload_edges(self._fill_edges(self._name_edges(part, identity, kind, side), kind, side),
-                                         kind))
-        return schema.concat(parts, "edges")
+        views = queries.sides(type(self), sides, self.edge_signals, "edges")
+        cluster = _cluster_columns(by_cluster)
+
+        def read(piece: Span) -> pd.DataFrame:
+            parts = []
+            for side in views:
+                identity = self.edge_identity(kind, side)
+                part = self._golden(kind, namespace, name, side, {**self._edge_columns(identity), **cluster}, piece,
+                                    quantiles, cluster)
+                parts.append(_workload_edges(self._fill_edges(self._name_edges(part, identity, kind, side), kind,
+                                                              side), kind))
+            return schema.concat(parts, "edges")
+
+        return self._piecewise(span, read, "edges", views)
 
     def tcp(self, kind: str | None = None, namespace: str | None = None, name: str | None = None, *,
             start: TimeLike | None = None, end: TimeLike | None = None, step: Duration = "1m",
@@ -223,14 +238,21 @@ class Mesh(MeshSpec, abstract=True):
             raise InvalidArgument("per='workload' is the workloads' own (server-side) view; sides= is for per='edge'")
         views: Sequence[str | None] = ([None] if per == "workload" else
                                        queries.sides(type(self), sides, self.tcp_signals, "TCP"))
-        parts = []
         cluster = _cluster_columns(by_cluster)
+        return self._piecewise(span, lambda piece: self._tcp(kind, namespace, name, piece, views, cluster), "tcp",
+                               ["server" if side is None else side for side in views])
+
+    def _tcp(self, kind: str, namespace: str | None, name: str | None, span: Span, views: Sequence[str | None],
+             cluster: Mapping[str, str]) -> pd.DataFrame:
+        """The ``tcp`` frame of each view over ``span``: :meth:`tcp`, one time piece."""
+        parts = []
         for side in views:
             identity, spec = queries.tcp_view(type(self), kind, side)
             renames = ({identity.namespace: "dst_namespace", **({identity.name: "dst_name"} if identity.name else {})}
                        if side is None else self._edge_columns(identity))
             renames = {**renames, **cluster}
-            built = {column: queries.tcp_promql(column, spec, identity, namespace, name, window, tuple(cluster))
+            built = {column: queries.tcp_promql(column, spec, identity, namespace, name, span.window,
+                                                tuple(cluster))
                      for column in TCP_SIGNALS}
             frame = self._merged(span, {c: q for c, q in built.items() if q is not None}, renames)
             frame = frame[frame[list(WINDOWED_TCP)].notna().any(axis=1)]  # one rule for every frame: see module
@@ -286,8 +308,16 @@ class Mesh(MeshSpec, abstract=True):
         """
         self._check_arguments(namespace=namespace, workload=workload, window=window)
         span = Span(start, end, step, window, at)
-        keys = ["timestamp", "namespace", "pod"]
         cluster = _cluster_columns(by_cluster)
+        owners = self._pod_owners(span, cluster)  # once, over the whole span, whatever the pieces
+        return self._piecewise(span, lambda piece: self._proxies(namespace, workload, piece, source, cluster, owners),
+                               "proxies")
+
+    def _proxies(self, namespace: str | None, workload: str | None, span: Span, source: str,
+                 cluster: Mapping[str, str], owners: Mapping[tuple[str, ...], str]) -> pd.DataFrame:
+        """The ``proxies`` frame over ``span``: :meth:`proxies`, one time piece."""
+        window = span.window
+        keys = ["timestamp", "namespace", "pod"]
         cpu = span.run(self.prom, queries.proxy_promql(type(self), "cpu_cores", namespace, window, source=source,
                                                        by_labels=tuple(cluster)))
         memory = span.run(self.prom, queries.proxy_promql(type(self), "memory_bytes", namespace, window, source=source,
@@ -301,7 +331,6 @@ class Mesh(MeshSpec, abstract=True):
         memory = self._labelled(memory, renames)[[*keys, "value"]]
         frame = cpu.merge(memory.rename(columns={"value": "memory_bytes"}), on=keys, how="outer")
         frame = frame[frame["cpu_cores"].notna()]  # no rate over the window yet: no row (see the module docstring)
-        owners = self._pod_owners(span, cluster)
         where = frame[list(cluster.values())].astype(str) if cluster else pd.DataFrame(index=frame.index)
         pods = list(zip(*[where[c] for c in where], frame["namespace"].astype(str), frame["pod"].astype(str),
                         strict=True))
@@ -310,6 +339,11 @@ class Mesh(MeshSpec, abstract=True):
             frame = frame[frame["workload"] == workload]
         frame.insert(1, "mesh", self.name)
         return schema.conform(frame.sort_values(keys, kind="stable").reset_index(drop=True), "proxies")
+
+    def _piecewise(self, span: Span, read: Callable[[Span], pd.DataFrame], kind: str,
+                   sides: Sequence[str] = ()) -> pd.DataFrame:
+        """``read(span)``, a long range read in time pieces: see :func:`.pieces.read_in_pieces`."""
+        return read_in_pieces(span, read, kind, sides, piece_steps=self.piece_steps, piece_rows=self.piece_rows)
 
     def _pod_owners(self, span: Span, cluster: Mapping[str, str] | None = None) -> dict[tuple[str, ...], str]:
         """([cluster,] namespace, pod) -> workload, from the mesh's own series over the asked time (one query)."""
