@@ -31,8 +31,8 @@ pytest: $(VENV)/.installed-dev
 	exit $$status
 
 # The same suite on the oldest pandas meshlab supports (2.2), in its own venv, less the end-to-end tests
-# (marker e2e: notebooks in a Jupyter kernel, the browser, JupyterLab, a wheel install, the bootstrap coverage
-# sweep). They exercise the library code that the rest of the suite covers on both pandas versions, and running
+# (marker e2e: notebooks in a Jupyter kernel, the browser, JupyterLab, kubectl, a wheel install, a killed
+# promtool build, the SMI server's load test, the bootstrap coverage sweep). They exercise the library code that the rest of the suite covers on both pandas versions, and running
 # them twice would take CI past its 20-minute budget.
 OLDEST := .venv-oldest
 test-oldest: servers

@@ -357,6 +357,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.e2e  # kills a real promtool mid-build: process handling, the same on every pandas
 def test_a_killed_promtool_build_leaves_no_process_and_the_next_start_cleans_up(tmp_path, monkeypatch):
     require_binary("prometheus")
     require_binary("promtool")

@@ -459,6 +459,7 @@ async def load(url: str, paths: list[str], total: int, clients: int) -> list[int
     return codes
 
 
+@pytest.mark.e2e  # a load test over HTTP: the cache and concurrency, the same on every pandas
 def test_a_burst_of_2000_requests_costs_one_set_of_queries_per_key(prom, proxy):
     from urllib.parse import urlencode
 
@@ -536,6 +537,7 @@ def tls_files(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "tls.crt", folder / "tls.key"
 
 
+@pytest.mark.e2e  # drives kubectl over TLS
 def test_tls_with_a_certificate_and_kubectl_get_raw(prom, tls_files, tmp_path):
     cert, key = tls_files
     with serve_smi(prom, "linkerd", at=AT, tls_cert=cert, tls_key=key) as server:
