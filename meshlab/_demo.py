@@ -16,6 +16,27 @@ __all__ = ["build_demo_report", "demo_summary", "run_demo"]
 
 DATASET = "mesh-shootout"
 
+#: what the demo's own tables hold (columns.csv; the dataset's frames are described by the schema)
+SUMMARY_COLUMNS = {
+    "workload": "The workload (deployment) the row summarises.",
+    "mesh": "The mesh whose adapter read it.",
+    "rps": "Mean requests per second the workload received over the run.",
+    "success_rate": "Successful requests over all requests in the run, as this mesh classifies them.",
+    "latency_p99_ms": "Median over the run of the 99th percentile latency in milliseconds.",
+    "latency_p99_low_ms": "Lower bound of the histogram bucket the median p99 fell in.",
+    "latency_p99_high_ms": "Upper bound of the histogram bucket the median p99 fell in.",
+    "latency_p99_within_resolution_of": "Meshes whose p99 for this workload lies in an overlapping bucket: "
+                                        "a difference the histograms cannot resolve.",
+}
+COST_COLUMNS = {
+    "mesh": "The mesh.",
+    "cpu_cores": "Mean CPU cores per proxy pod over the run.",
+    "memory_mib": "Mean memory per proxy pod over the run, in MiB.",
+    "cores_per_1k_rps": "All of the mesh's proxies' CPU cores, idle cost included, per 1000 requests/s the "
+                        "workloads received (median over time): an average at this load, not the marginal "
+                        "cost, which is ml.capacity.fit's per_1k_rps.",
+}
+
 
 def demo_summary(data: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per mesh and workload: mean rps, success rate, median p99 (and its bucket); per mesh: proxy cost."""
@@ -74,7 +95,9 @@ def build_demo_report(path: str | os.PathLike[str] = "meshlab-report", *, data: 
 
     data = data if data is not None else datasets.load(DATASET)
     summary, cost = demo_summary(data)
-    tables = {"summary": summary, "proxy_cost": cost.reset_index(), **data.frames}
+    cost = cost.reset_index()
+    summary.attrs["descriptions"], cost.attrs["descriptions"] = SUMMARY_COLUMNS, COST_COLUMNS
+    tables = {"summary": summary, "proxy_cost": cost, **data.frames}
     return build(tables, path, title=f"meshlab report: {data.name}",
                  description=f"{data.manifest.get('description', '')} {data.manifest['hours']:g} hours, "
                              "the same offered load under every mesh.")

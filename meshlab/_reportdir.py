@@ -44,6 +44,10 @@ def _unit(column: str, dtype: Any) -> str:
     if not pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype):
         return ""
     column = re.sub(r"_(low|high)$", "", column)
+    head, per, _ = column.rpartition("_per_1k_rps")
+    if per and head:  # cores_per_1k_rps: the quantity's own unit, per 1000 requests/s
+        quantity = _unit(head, dtype)
+        return f"{quantity} per 1000 requests/s" if quantity else "per 1000 requests/s"
     for suffix, unit in _UNITS:
         if column == suffix.lstrip("_") or column.endswith(suffix):
             return unit
@@ -100,9 +104,10 @@ def columns_table(tables: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     rows = []
     for name, frame in tables.items():
         kind = _kind(frame)
+        told = frame.attrs.get("descriptions", {})  # a table that is no frame kind describes its own columns
         for column, dtype in frame.dtypes.items():
             rows.append({"table": name, "column": str(column), "dtype": str(dtype), "unit": _unit(str(column), dtype),
-                         "description": _describe(kind, str(column))})
+                         "description": told.get(str(column)) or _describe(kind, str(column))})
     return pd.DataFrame(rows, columns=["table", "column", "dtype", "unit", "description"])
 
 

@@ -109,6 +109,17 @@ def test_columns_csv_describes_every_column_of_every_table(demo, data):
     assert docs[("traffic", "rps")] == ml.schema.FRAMES["traffic"].columns[9].doc
 
 
+def test_columns_csv_describes_the_demo_s_own_tables_with_units(demo):
+    dictionary = pd.read_csv(demo.columns, keep_default_na=False).set_index(["table", "column"])
+    own = dictionary.loc[["summary", "proxy_cost"]]
+    assert (own["description"] != "").all(), own[own["description"] == ""]
+    numeric = own[own["dtype"] == "float64"]
+    assert (numeric["unit"] != "").all(), numeric[numeric["unit"] == ""]
+    # an average with idle cost in it, not the marginal cost: its unit and its description say what it is
+    assert dictionary.loc[("proxy_cost", "cores_per_1k_rps"), "unit"] == "cores per 1000 requests/s"
+    assert "idle cost included" in dictionary.loc[("proxy_cost", "cores_per_1k_rps"), "description"]
+
+
 def test_analysis_frames_get_their_charts_and_tables(analysis):
     report, tables = analysis
     assert {n: t.kind for n, t in report.tables.items()} == {"bench": "benchmark", "compare": "comparison",
