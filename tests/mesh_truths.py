@@ -244,3 +244,31 @@ def check_latency_by_name(run, mesh):
     frame = ml.mesh(mesh, prom).traffic(KINDS[mesh], start=times[20], end=end, step="5m", window="5m")
     frame = workload_names(frame, mesh)
     assert_latency_within_buckets(traffic, frame, mesh, BUCKETS_MS[mesh])
+
+
+def check_failures_match_truth(errors_run, mesh):
+    """Success and failure counts per workload and failures per edge equal the simulator's truth, and the
+    failed share is the scenario's (5% HTTP 500 to shop, its 5% 404s succeeding; 10% 503 to pay).
+    Returns the server and span, for the mesh's own dashboard PromQL."""
+    traffic, prom, start, end = errors_run
+    frame = workload_names(ml.mesh(mesh, prom).traffic(KINDS[mesh], start=start, end=end, step="1m"), mesh)
+    expected = windowed_truth(truth.traffic_truth(traffic, mesh), ["namespace", "name"],
+                              frame["timestamp"].unique())
+    keys = ["timestamp", "namespace", "name"]
+    for column in ("success_count", "failure_count"):
+        mine = by_key(frame, keys, column)
+        np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, column).loc[mine.index].to_numpy())
+    assert set(frame["name"]) == {"shop", "pay"}  # other meshes' stats in the same Prometheus are not this one's
+    share = frame.groupby("name", observed=True)[["failure_count", "requests"]].sum()
+    failed = share["failure_count"] / share["requests"]
+    # 5% HTTP 500 to shop (the 5% 404s succeed), 10% 503 to pay
+    assert failed["shop"] == pytest.approx(0.05, abs=0.01) and failed["pay"] == pytest.approx(0.1, abs=0.015)
+    edges = workload_names(ml.mesh(mesh, prom).edges(KINDS[mesh], start=start, end=end, step="1m"), mesh)
+    expected = windowed_truth(truth.edges_truth(traffic, mesh),
+                              ["src_namespace", "src_name", "dst_namespace", "dst_name", "side"],
+                              edges["timestamp"].unique())
+    keys = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
+    mine = by_key(edges, keys, "failure_count")
+    np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, "failure_count").loc[mine.index])
+    assert mine.sum() > 0
+    return prom, start, end

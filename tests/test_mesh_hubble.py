@@ -5,7 +5,6 @@ As ``test_mesh_kuma.py``, for Hubble: the L7 HTTP metrics by workload and the no
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,15 +17,14 @@ from meshlab.sim.costs import MESH_COSTS
 from meshlab.sim.meshes import NODES, mesh_families, node_proxies
 from meshlab.sim.output import format_le
 
-from .adapter_support import by_key, count_requests, windowed_truth
+from .adapter_support import by_key, count_requests
 from .mesh_truths import (
-    KINDS,
     assert_close,
     check_edge_counts_by_name,
+    check_failures_match_truth,
     check_latency_by_name,
     check_workload_counts_by_name,
     family,
-    workload_names,
 )
 
 
@@ -170,28 +168,7 @@ def test_decoys_are_in_the_data_and_not_in_the_frames(run):
 
 
 def test_failures_are_http_5xx_as_the_dashboards_count_them(errors_run):
-    traffic, prom, start, end = errors_run
-    mesh = "hubble"
-    frame = workload_names(ml.mesh(mesh, prom).traffic(KINDS[mesh], start=start, end=end, step="1m"), mesh)
-    expected = windowed_truth(truth.traffic_truth(traffic, mesh), ["namespace", "name"],
-                              frame["timestamp"].unique())
-    keys = ["timestamp", "namespace", "name"]
-    for column in ("success_count", "failure_count"):
-        mine = by_key(frame, keys, column)
-        np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, column).loc[mine.index].to_numpy())
-    assert set(frame["name"]) == {"shop", "pay"}  # Consul's Envoy stats in the same Prometheus are not Kuma's
-    share = frame.groupby("name", observed=True)[["failure_count", "requests"]].sum()
-    failed = share["failure_count"] / share["requests"]
-    # 5% HTTP 500 to shop (the 5% 404s succeed), 10% 503 to pay
-    assert failed["shop"] == pytest.approx(0.05, abs=0.01) and failed["pay"] == pytest.approx(0.1, abs=0.015)
-    edges = workload_names(ml.mesh(mesh, prom).edges(KINDS[mesh], start=start, end=end, step="1m"), mesh)
-    expected = windowed_truth(truth.edges_truth(traffic, mesh),
-                              ["src_namespace", "src_name", "dst_namespace", "dst_name", "side"],
-                              edges["timestamp"].unique())
-    keys = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
-    mine = by_key(edges, keys, "failure_count")
-    np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, "failure_count").loc[mine.index])
-    assert mine.sum() > 0
+    prom, start, end = check_failures_match_truth(errors_run, "hubble")
     # the dashboard's own error ratio on this server
     hubble = ml.Hubble(prom).traffic("deployment", start=start, end=end, step="1m")
     errors = prom.query_range('sum by (destination_workload) (rate(hubble_http_requests_total{reporter="server",'

@@ -24,13 +24,13 @@ from meshlab.sim.output import write_backfill
 from meshlab.sim.scenario import scenario_from_dict
 from meshlab.sim.traffic import simulate
 
-from .adapter_support import TCP_KEYS, by_key, count_requests, restarted_in_window, windowed_tcp_truth, windowed_truth
+from .adapter_support import TCP_KEYS, by_key, count_requests, restarted_in_window, windowed_tcp_truth
 from .mesh_truths import (
     ERRORS,
-    KINDS,
     KUMA_OUTGOING,
     assert_close,
     check_edge_counts_by_name,
+    check_failures_match_truth,
     check_latency_by_name,
     check_workload_counts_by_name,
     family,
@@ -196,28 +196,7 @@ def test_decoys_are_in_the_data_and_not_in_the_frames(run):
 
 
 def test_failures_are_http_5xx_as_the_dashboards_count_them(errors_run):
-    traffic, prom, start, end = errors_run
-    mesh = "kuma"
-    frame = workload_names(ml.mesh(mesh, prom).traffic(KINDS[mesh], start=start, end=end, step="1m"), mesh)
-    expected = windowed_truth(truth.traffic_truth(traffic, mesh), ["namespace", "name"],
-                              frame["timestamp"].unique())
-    keys = ["timestamp", "namespace", "name"]
-    for column in ("success_count", "failure_count"):
-        mine = by_key(frame, keys, column)
-        np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, column).loc[mine.index].to_numpy())
-    assert set(frame["name"]) == {"shop", "pay"}  # Consul's Envoy stats in the same Prometheus are not Kuma's
-    share = frame.groupby("name", observed=True)[["failure_count", "requests"]].sum()
-    failed = share["failure_count"] / share["requests"]
-    # 5% HTTP 500 to shop (the 5% 404s succeed), 10% 503 to pay
-    assert failed["shop"] == pytest.approx(0.05, abs=0.01) and failed["pay"] == pytest.approx(0.1, abs=0.015)
-    edges = workload_names(ml.mesh(mesh, prom).edges(KINDS[mesh], start=start, end=end, step="1m"), mesh)
-    expected = windowed_truth(truth.edges_truth(traffic, mesh),
-                              ["src_namespace", "src_name", "dst_namespace", "dst_name", "side"],
-                              edges["timestamp"].unique())
-    keys = ["timestamp", "src_namespace", "src_name", "dst_namespace", "dst_name", "side"]
-    mine = by_key(edges, keys, "failure_count")
-    np.testing.assert_array_equal(mine.to_numpy(), by_key(expected, keys, "failure_count").loc[mine.index])
-    assert mine.sum() > 0
+    prom, start, end = check_failures_match_truth(errors_run, "kuma")
     # the dashboard's own error ratio on this server
     kuma = ml.Kuma(prom).traffic("service", start=start, end=end, step="1m")
     inbound = 'envoy_cluster_name=~"localhost_.*"'
