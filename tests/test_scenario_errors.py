@@ -24,8 +24,9 @@ OK = "name: x\nworkloads:\n  - {name: a, namespace: n}\n  - {name: b, namespace:
 EDGE = OK + "edges:\n  - {from: a, to: b, rate: 1"  # + the edge's other keys and "}\n"
 
 # Python's own wording, which must never reach a user
+# (PyYAML's "found unhashable key" names the line and column: a good message; Python's "unhashable type" is not)
 INTERNALS = ("__init__", "not supported between", "object has no attribute", "NoneType", "invalid literal",
-             "Traceback", "unhashable", "could not convert", "argument of type")
+             "Traceback", "unhashable type", "could not convert", "argument of type")
 
 # (file text, the key path the message names, what it says is allowed or wrong)
 BAD = {

@@ -26,6 +26,7 @@ scenario's start. Durations use Prometheus notation (``15s``, ``10m``, ``2h``).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -372,13 +373,22 @@ class Scenario:
 
     def workload(self, ref: str) -> Workload:
         """Find a workload by ``name`` (if unique) or ``namespace/name``."""
-        matches = [w for w in self.workloads if ref in (w.key, w.name)]
+        matches = self._workloads_by_ref.get(ref, [])
         if len(matches) == 1:
             return matches[0]
         known = ", ".join(w.key for w in self.workloads)
         if not matches:
             raise InvalidArgument(f"scenario {self.name!r}: unknown workload {ref!r}; known: {known}")
         raise InvalidArgument(f"scenario {self.name!r}: {ref!r} is ambiguous; write namespace/name ({known})")
+
+    @functools.cached_property
+    def _workloads_by_ref(self) -> dict[str, list[Workload]]:
+        """Each ``key`` and ``name`` to its workloads: fleets have thousands (a scan per lookup was quadratic)."""
+        found: dict[str, list[Workload]] = {}
+        for w in self.workloads:
+            for ref in dict.fromkeys((w.key, w.name)):
+                found.setdefault(ref, []).append(w)
+        return found
 
     @property
     def namespaces(self) -> list[str]:
@@ -387,16 +397,18 @@ class Scenario:
 
     def edge_order(self) -> list[Edge]:
         """Edges in an order where every ``per_request`` edge follows the edges into its source."""
+        key = {ref: self.workload(ref).key for e in self.edges for ref in (e.source, e.target)}  # looked up once
         pending = list(self.edges)
         done: list[Edge] = []
         while pending:
-            ready = [e for e in pending if e.per_request is None or not any(
-                self.workload(p.target).key == self.workload(e.source).key for p in pending)]
+            called = {key[p.target] for p in pending}
+            ready = [e for e in pending if e.per_request is None or key[e.source] not in called]
             if not ready:
                 cycle = ", ".join(f"{e.source}->{e.target}" for e in pending)
                 raise InvalidArgument(f"scenario {self.name!r}: per_request edges form a cycle: {cycle}")
             done += ready
-            pending = [e for e in pending if e not in ready]
+            taken = {id(e) for e in ready}
+            pending = [e for e in pending if id(e) not in taken]
         return done
 
     def to_dict(self) -> dict[str, Any]:

@@ -283,7 +283,8 @@ def simulate(scenario: Scenario, *, hours: float | None = None, max_samples: int
         traffic.edges.append(et)
     for et in traffic.edges:
         _reconnect_after_restarts(et, pods)
-    traffic.edges.sort(key=lambda et: scenario.edges.index(et.edge))
+    position = {id(edge): i for i, edge in enumerate(scenario.edges)}
+    traffic.edges.sort(key=lambda et: position[id(et.edge)])
     for w in scenario.workloads:
         if w.capacity_rps is not None:  # requests queue as a pod's load nears its capacity
             per_pod = traffic.inbound_requests(w).sum(axis=1) / np.maximum(traffic.exists(w).sum(axis=1), 1)
