@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
 
 import numpy as np
@@ -435,12 +436,17 @@ class Mesh(MeshSpec, abstract=True):
         for q in quantiles if spec.latency is not None else ():
             built[schema.quantile_column(q)] = self.promql("latency", kind, namespace, name, span.window, side=side,
                                                            quantile=q, by_labels=extra)
-        frame = self._merged(span, built, columns)
         if spec.latency is not None:
-            buckets = self._labelled(span.run(self.prom, self.promql("latency_buckets", kind, namespace, name,
-                                                                     span.window, side=side, by_labels=extra)),
-                                     columns)
+            built["le"] = self.promql("latency_buckets", kind, namespace, name, span.window, side=side,
+                                      by_labels=extra)
+        results = self._run_all(span, built)
+        parts = _coded_parts(results, {**columns, **({"le": "le"} if spec.latency is not None else {})})
+        buckets = parts.pop("le", None)
+        frame = reduce(lambda a, b: a.merge(b, on=keys, how="outer"),
+                       [part[[*keys, "value"]].rename(columns={"value": column}) for column, part in parts.items()])
+        if buckets is not None:
             frame = _with_bucket_bounds(frame, buckets, keys, quantiles, spec.latency_scale)
+        frame = _decoded(frame, list(columns.values()))
         counted = frame["success_count"].notna() | frame["failure_count"].notna()
         frame = frame[counted].copy()
         frame[["success_count", "failure_count"]] = frame[["success_count", "failure_count"]].fillna(0.0)
@@ -457,9 +463,26 @@ class Mesh(MeshSpec, abstract=True):
     def _merged(self, span: Span, built: Mapping[str, str], renames: Mapping[str, str]) -> pd.DataFrame:
         """Run each ``column: PromQL`` over ``span`` and join the results on the timestamp and the renamed labels."""
         keys = ["timestamp", *renames.values()]
-        parts = [self._labelled(span.run(self.prom, query), renames)[[*keys, "value"]].rename(columns={"value": column})
-                 for column, query in built.items()]
+        parts = [self._labelled(result, renames)[[*keys, "value"]].rename(columns={"value": column})
+                 for column, result in self._run_all(span, built).items()]
         return reduce(lambda a, b: a.merge(b, on=keys, how="outer"), parts)
+
+    def _run_all(self, span: Span, built: Mapping[str, str]) -> dict[str, pd.DataFrame]:
+        """Each ``name: PromQL`` over ``span``, up to the client's ``max_workers`` at once.
+
+        The server evaluates the next query while the last answer is parsed; the first failure is raised
+        and the queries not yet sent are dropped.
+        """
+        workers = min(len(built), getattr(self.prom, "max_workers", 1))
+        if workers <= 1:
+            return {name: span.run(self.prom, query) for name, query in built.items()}
+        with ThreadPoolExecutor(workers) as pool:
+            futures = {name: pool.submit(span.run, self.prom, query) for name, query in built.items()}
+            try:
+                return {name: future.result() for name, future in futures.items()}
+            finally:
+                for future in futures.values():
+                    future.cancel()
 
     def _check_arguments(self, *, window: Duration, **labels: object) -> None:
         """Refuse bad label values; warn when ``window`` cannot hold two scrapes (rate() needs two samples)."""
@@ -507,6 +530,43 @@ def _workload_edges(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     return _named(frame, ["src_namespace", "src_name", "dst_namespace", "dst_name"]) if kind == "workload" else frame
 
 
+def _coded_parts(results: Mapping[str, pd.DataFrame], renames: Mapping[str, str]) -> dict[str, pd.DataFrame]:
+    """Query results with labels renamed to frame columns, each column one categorical dtype across all parts.
+
+    Joining on categoricals of one dtype compares integer codes; joining on text (what
+    :meth:`Mesh._labelled` gives) cost most of a long read's time. A label a result lacks is
+    all missing. The categories are sorted, so sorting by them sorts by the text.
+    """
+    parts = {key: result.rename(columns=dict(renames)) for key, result in results.items()}
+    for column in renames.values():
+        categories: set[str] = set()
+        for part in parts.values():
+            if column in part:
+                values = part[column]
+                categories.update(values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype)
+                                  else values.dropna().astype(str).unique())
+        dtype = pd.CategoricalDtype(pd.Index(sorted(categories), dtype=object))
+        for part in parts.values():
+            if column not in part:
+                part[column] = pd.Categorical.from_codes(np.full(len(part), -1, dtype=np.int32), dtype=dtype,
+                                                         validate=False)
+            elif isinstance(part[column].dtype, pd.CategoricalDtype):
+                part[column] = part[column].cat.set_categories(dtype.categories)
+            else:
+                part[column] = part[column].astype(str).astype(dtype)
+    return parts
+
+
+def _decoded(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """``frame`` with the categorical ``columns`` as text (``string``), as :meth:`Mesh._labelled` gives them."""
+    for column in columns:
+        values = frame[column].array
+        assert isinstance(values, pd.Categorical)
+        text = pd.array(np.asarray(values.categories, dtype=object), dtype="string")
+        frame[column] = pd.Series(text.take(values.codes.astype(np.intp), allow_fill=True), index=frame.index)
+    return frame
+
+
 def _with_bucket_bounds(frame: pd.DataFrame, buckets: pd.DataFrame, keys: list[str], quantiles: Sequence[float],
                         scale: float) -> pd.DataFrame:
     """``frame`` with ``latency_pNN_low_ms``/``_high_ms``: the bucket each quantile's rank falls in.
@@ -522,8 +582,15 @@ def _with_bucket_bounds(frame: pd.DataFrame, buckets: pd.DataFrame, keys: list[s
             for bound in schema.BOUNDS:
                 out[schema.quantile_column(q, bound)] = np.nan
         return out
-    buckets = buckets.assign(le=pd.to_numeric(buckets["le"].astype(str), errors="coerce"))
-    wide = buckets.dropna(subset=["le"]).groupby([*keys, "le"], dropna=False)["value"].sum().unstack("le")
+    le = buckets["le"].array
+    if isinstance(le, pd.Categorical):  # each bound's text read once, not once per row
+        bounds_of = pd.to_numeric(pd.Series(np.asarray(le.categories, dtype=object)), errors="coerce").to_numpy()
+        numeric = np.where(le.codes >= 0, np.append(bounds_of, np.nan)[le.codes], np.nan)
+    else:
+        numeric = pd.to_numeric(buckets["le"].astype(str), errors="coerce").to_numpy()
+    buckets = buckets.assign(le=numeric)
+    wide = buckets.dropna(subset=["le"]).groupby([*keys, "le"], dropna=False, observed=True)["value"].sum()
+    wide = wide.unstack("le")
     wide = wide.reindex(columns=sorted(wide.columns))
     edges = wide.columns.to_numpy(dtype=np.float64)
     counts = wide.to_numpy(dtype=np.float64)
