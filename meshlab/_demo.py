@@ -28,13 +28,23 @@ SUMMARY_COLUMNS = {
     "latency_p99_within_resolution_of": "Meshes whose p99 for this workload lies in an overlapping bucket: "
                                         "a difference the histograms cannot resolve.",
 }
+#: the load both cost figures divide by; a call between two meshed workloads passes two proxies
+_THROUGH = "requests/s through the proxies (each workload's inbound requests and its outbound calls)"
 COST_COLUMNS = {
     "mesh": "The mesh.",
     "cpu_cores": "Mean CPU cores per proxy pod over the run.",
     "memory_mib": "Mean memory per proxy pod over the run, in MiB.",
-    "cores_per_1k_rps": "All of the mesh's proxies' CPU cores, idle cost included, per 1000 requests/s the "
-                        "workloads received (median over time): an average at this load, not the marginal "
-                        "cost, which is ml.capacity.fit's per_1k_rps.",
+    "average_cores_per_1k_rps": "All of the mesh's proxies' CPU over the run, idle cost included, per 1000 "
+                                f"{_THROUGH}: total CPU over total requests. At the shop's light load this is "
+                                "mostly idle cost, not what 1000 more requests/s would cost: plan with "
+                                "marginal_cores_per_1k_rps.",
+    "marginal_cores_per_1k_rps": "CPU cores a proxy adds per 1000 more requests/s through it, idle cost excluded: "
+                                 "the slope of ml.capacity.fit (ordinary least squares of each proxy's CPU against "
+                                 "its share of its workload's requests/s, every step of the run). NaN when the "
+                                 "load did not vary enough to fit.",
+    "marginal_cores_per_1k_rps_low": "Lower bound of the 95 % confidence interval of marginal_cores_per_1k_rps.",
+    "marginal_cores_per_1k_rps_high": "Upper bound of the 95 % confidence interval of marginal_cores_per_1k_rps.",
+    "idle_cpu_cores": "CPU cores a proxy uses with no load: the intercept of the same fit.",
 }
 
 
@@ -60,12 +70,63 @@ def demo_summary(data: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
     cost = proxies.groupby("mesh", observed=True).agg(cpu_cores=("cpu_cores", "mean"),
                                                       memory_mib=("memory_bytes", "mean"))
     cost["memory_mib"] /= 2**20
-    # All proxies' CPU, idle cost included, per 1k requests per second the workloads received. Istio's
-    # performance page quotes the marginal cost per sidecar instead (0.35 vCPU per 1k rps through it).
-    total_cpu = proxies.groupby(["mesh", "timestamp"], observed=True)["cpu_cores"].sum()
-    total_rps = traffic.groupby(["mesh", "timestamp"], observed=True)["rps"].sum()
-    cost["cores_per_1k_rps"] = (total_cpu / (total_rps / 1000)).groupby(level="mesh", observed=True).median()
+    through = _through_load(traffic, data.frames.get("edges"))
+    # Total CPU over total requests, over the steps both frames hold.
+    totals = pd.concat({"cpu": proxies.groupby(["mesh", "timestamp"], observed=True)["cpu_cores"].sum(),
+                        "rps": through.groupby(["mesh", "timestamp"], observed=True)["rps"].sum()},
+                       axis=1, join="inner").groupby(level="mesh", observed=True).sum()
+    cost["average_cores_per_1k_rps"] = totals["cpu"] / totals["rps"] * 1000
+    # The marginal cost: the run's load is nearly flat over time (and the pod count steps), so a line through
+    # the mesh's total CPU against its total load means nothing; the spread of load across workloads fits well.
+    fitted = _cpu_fit(proxies, through)
+    for column, source in (("marginal_cores_per_1k_rps", "per_1k_rps"),
+                           ("marginal_cores_per_1k_rps_low", "per_1k_rps_low"),
+                           ("marginal_cores_per_1k_rps_high", "per_1k_rps_high"), ("idle_cpu_cores", "intercept")):
+        cost[column] = fitted[source].reindex(cost.index.astype(str)).to_numpy() / 1000  # millicores -> cores
     return summary, cost
+
+
+def _through_load(traffic: pd.DataFrame, edges: pd.DataFrame | None) -> pd.DataFrame:
+    """Per mesh, workload and step, the requests/s through the workload's proxies: its inbound requests
+    plus its outbound calls (the client side of its edges), as a ``traffic``-like frame."""
+    import pandas as pd
+
+    keys = ["timestamp", "mesh", "namespace", "name"]
+    inbound = traffic.groupby(keys, observed=True)["rps"].sum()
+    if edges is None or edges.empty:
+        return inbound.reset_index()
+    calls = edges[edges["side"] == "client"].rename(columns={"src_namespace": "namespace", "src_name": "name"})
+    outbound = calls.groupby(keys, observed=True)["rps"].sum()
+    both = pd.concat([inbound, outbound], axis=1, keys=["in", "out"]).fillna(0.0)
+    return (both["in"] + both["out"]).rename("rps").reset_index()
+
+
+def _cpu_fit(proxies: pd.DataFrame, through: pd.DataFrame) -> pd.DataFrame:
+    """``ml.capacity.fit``'s CPU line per mesh (index: the mesh's name), in millicores; no row for a mesh
+    whose load did not vary (or whose proxies serve none of the load)."""
+    import pandas as pd
+
+    from .analysis import capacity
+    from .errors import InvalidArgument
+
+    try:
+        fitted = capacity.fit(proxies, traffic=through)
+    except InvalidArgument:  # no proxy serves any of the load: nothing to fit
+        return pd.DataFrame(columns=["intercept", "per_1k_rps", "per_1k_rps_low", "per_1k_rps_high"],
+                            index=pd.Index([], name="mesh"), dtype="float64")
+    fitted = fitted[fitted["resource"] == "cpu_mcores"]
+    return fitted.assign(mesh=fitted["mesh"].astype(str)).set_index("mesh")
+
+
+def _cost_table(cost: pd.DataFrame) -> pd.DataFrame:
+    """The proxy cost table as printed: rounded, the marginal cost beside its interval."""
+    shown = cost[["cpu_cores", "memory_mib", "idle_cpu_cores", "average_cores_per_1k_rps"]].round(
+        {"cpu_cores": 4, "memory_mib": 1, "idle_cpu_cores": 4, "average_cores_per_1k_rps": 3})
+    shown["marginal_cores_per_1k_rps"] = [
+        f"{m:.3f} ({lo:.3f}-{hi:.3f})" if m == m else "NaN: the load did not vary enough to fit"
+        for m, lo, hi in zip(cost["marginal_cores_per_1k_rps"], cost["marginal_cores_per_1k_rps_low"],
+                             cost["marginal_cores_per_1k_rps_high"], strict=True)]
+    return shown
 
 
 def _within_resolution(summary: Any) -> list[str]:
@@ -143,9 +204,11 @@ def run_demo(out: str | os.PathLike[str] = "out/mesh-shootout-summary.csv",
     else:
         say("(this dataset predates latency bucket bounds: rebuild it with `make datasets` to see which "
             "differences are within bucket resolution)")
-    say("\nproxy cost (mean per pod; all proxies' cores, idle included, per 1k rps received):",
-        cost.round({"cpu_cores": 4, "memory_mib": 1, "cores_per_1k_rps": 3}).to_string(),
-        f"\nWrote {written}")
+    say("\nproxy cost: CPU and memory per proxy pod (mean over the run); CPU cores per 1000 requests/s through the "
+        "proxies,\n  average: all proxies' CPU over all their requests, idle cost included (mostly idle cost at this "
+        "light load),\n  marginal: what 1000 more requests/s add (ml.capacity.fit's slope, its 95 % interval); "
+        "plan capacity with this one:",
+        _cost_table(cost).to_string(), f"\nWrote {written}")
     report = build_demo_report(report_path, data=data)
     say(f"Wrote the full report to {Path(report.path).absolute()}/ "
         f"({len(report.tables)} tables as CSV and Parquet, {len(report.charts)} charts); open {report.html.absolute()}")

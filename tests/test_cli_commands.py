@@ -477,3 +477,49 @@ def _resolve(group: click.Group, ctx: click.Context, path: tuple[str, ...]) -> c
         assert isinstance(command, click.Group)
         command = command.get_command(ctx, name)
     return command
+
+
+def _misused_options() -> list[tuple[tuple[str, ...], str]]:
+    """(command path, argument) for every option of every command and group: a value option given last with no
+    value (``meshlab report --start``), a flag given a value (``meshlab --debug=x demo``)."""
+    ctx = click.Context(cli)
+    cases = []
+    for path in [(), *_commands(cli)]:
+        command = _resolve(cli, ctx, path)
+        assert command is not None
+        for param in command.params:
+            if isinstance(param, click.Option):
+                name = max(param.opts, key=len)
+                takes_value = not param.is_flag and not param.count
+                cases.append((path, name if takes_value else f"{name}=x"))
+    return cases
+
+
+MISUSED = _misused_options()
+
+
+def test_every_command_is_in_the_misused_option_table():
+    from meshlab.cli import LAZY
+
+    with_values = {path for path, argument in MISUSED if not argument.endswith("=x")}
+    leaves = {path for path in _commands(cli) if not isinstance(_resolve(cli, click.Context(cli), path), click.Group)}
+    assert leaves - with_values == set() and {path[0] for path in leaves} == set(LAZY)
+
+
+@pytest.mark.parametrize(("path", "argument"), MISUSED, ids=[" ".join(["meshlab", *p, a]) for p, a in MISUSED])
+def test_an_option_without_its_value_points_at_that_command_s_help(path, argument, capsys):
+    """Click's parser raises these without naming the command: the hint said ``meshlab --help`` for every one."""
+    import io
+
+    from meshlab.cli import main
+
+    err = io.StringIO()
+    group = _resolve(cli, click.Context(cli), path)
+    # a group's option is parsed before its command, which must be there for the parser to get that far
+    after = sorted(group.list_commands(click.Context(group)))[:1] if isinstance(group, click.Group) else []
+    assert main([*path, argument, *after], stderr=err) == 2
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meshlab: error: "), err.getvalue()
+    assert lines[0].endswith(f"(see: {' '.join(['meshlab', *path])} --help)"), lines[0]
+    assert argument.partition("=")[0] in lines[0]
+    assert capsys.readouterr().out == ""

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -100,24 +102,58 @@ def test_every_package_is_declared():
     assert found <= declared
 
 
+def _isolated_env() -> dict[str, str]:
+    """This environment without what would put the checkout on a subprocess's path: PYTHONPATH (a caller's
+    ``PYTHONPATH=$PWD``), PYTHONHOME, PYTHONSTARTUP and the rest of PYTHON*, and the user site (which may
+    hold an editable install)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    return {**env, "PYTHONNOUSERSITE": "1"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> tuple[Path, str]:
+    """The wheel built from the checkout (as ``pip install`` builds it), and the build's verbose output."""
+    wheel_dir = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(wheel_dir), str(ROOT)],
+                           capture_output=True, text=True, env=_isolated_env(), cwd=wheel_dir)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return next(wheel_dir.glob("meshlab-*.whl")), built.stdout + built.stderr
+
+
 @pytest.mark.e2e
-def test_an_installed_wheel_loads_the_datasets(tmp_path):
-    """Build the wheel, install it (no deps) into a new venv that borrows this venv's
-    dependencies through a .pth file, and load the dataset from outside the checkout."""
-    wheel_dir = tmp_path / "wheel"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheel_dir), str(ROOT)],
-                   check=True, capture_output=True)
+def test_the_wheel_builds_without_warnings_and_ships_the_scenarios(wheel):
+    """setuptools warned that the data-only package meshlab.sim.scenarios "would be ignored" (it is not in
+    ``packages``); the scenario files must still ship."""
+    path, log = wheel
+    for warning in ("would be ignored", "is absent from the `packages` configuration"):
+        assert warning not in log, log[max(0, log.find(warning) - 500):log.find(warning) + 500]
+    scenarios = ROOT / "meshlab" / "sim" / "scenarios"
+    files = {f"meshlab/{p.relative_to(ROOT / 'meshlab').as_posix()}" for p in scenarios.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts}
+    assert files, "no scenario files in the checkout"
+    with zipfile.ZipFile(path) as archive:
+        shipped = {n for n in archive.namelist() if n.startswith("meshlab/sim/scenarios/")}
+        assert shipped == files
+        for name in files:  # the same bytes, not an empty or stale file
+            assert archive.read(name) == (ROOT / name).read_bytes(), name
+
+
+@pytest.mark.e2e
+def test_an_installed_wheel_loads_the_datasets(wheel, tmp_path):
+    """Install the wheel (no deps) into a new venv that borrows this venv's dependencies through a .pth
+    file, and load the dataset from outside the checkout, whatever the caller's PYTHONPATH."""
+    env = _isolated_env()
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, env=env, cwd=tmp_path)
     python = venv / "bin" / "python"
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+                          check=True, capture_output=True, text=True, env=env, cwd=tmp_path).stdout.strip()
     (Path(site) / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    wheel = next(wheel_dir.glob("meshlab-*.whl"))
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel)],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", site, str(wheel[0])],
+                   check=True, capture_output=True, env=env, cwd=tmp_path)
     code = ("import meshlab as ml, pathlib; d = ml.datasets.load('mesh-shootout'); "
             "print(pathlib.Path(ml.__file__).parent); print(ml.datasets.data_dir()); print(len(d.truth['traffic']))")
-    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout.split()
+    out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path,
+                         env=env).stdout.split()
     assert out[0].startswith(site) and out[1].startswith(site)
     assert int(out[2]) == len(ml.datasets.load("mesh-shootout").truth["traffic"]) > 0

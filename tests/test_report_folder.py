@@ -87,6 +87,75 @@ def test_the_demo_summary_table_is_the_per_mesh_mean(demo, data):
         assert row.success_rate == pytest.approx(mine["success_count"].sum() / mine["requests"].sum(), rel=1e-12)
 
 
+def test_the_demo_s_proxy_cost_is_the_average_and_a_least_squares_marginal_cost(demo, data):
+    """The average (total CPU over total requests, idle cost in it) and the marginal cost (a straight line through
+    each proxy's CPU against its load) beside it, both per 1000 requests/s through the proxies: the demo printed
+    only the average, 11 times Envoy's marginal cost at the shop's light load, under a name that did not say so."""
+    from collections import defaultdict
+
+    from scipy import stats
+
+    cost = pd.read_csv(demo.path / "proxy_cost.csv").set_index("mesh")
+    proxies, traffic, edges = (data.frames[k] for k in ("proxies", "traffic", "edges"))
+    assert set(cost.index) == {"linkerd", "istio", "consul"}
+    for mesh in cost.index:
+        p = proxies[proxies["mesh"] == mesh]
+        t = traffic[traffic["mesh"] == mesh]
+        calls = edges[(edges["mesh"] == mesh) & (edges["side"] == "client")]
+        assert set(p["timestamp"]) == set(t["timestamp"])
+        # requests/s through a workload's proxies at a step: what it received and the calls it made
+        load: dict[tuple, float] = defaultdict(float)
+        for frame, namespace, name in ((t, "namespace", "name"), (calls, "src_namespace", "src_name")):
+            for key, rps in zip(zip(frame["timestamp"], frame[namespace].astype(str), frame[name].astype(str),
+                                    strict=True),
+                                frame["rps"], strict=True):
+                load[key] += rps
+        mine = cost.loc[mesh]
+        assert mine["average_cores_per_1k_rps"] == pytest.approx(p["cpu_cores"].sum() / sum(load.values()) * 1000,
+                                                                 rel=1e-9)
+        # one point per proxy and step: its CPU against its share of its workload's load (redis, TCP only, has none)
+        pods = p.groupby(["timestamp", "namespace", "workload"], observed=True)["pod"].transform("nunique")
+        x, y = [], []
+        for key, cores, n in zip(zip(p["timestamp"], p["namespace"].astype(str), p["workload"].astype(str),
+                                     strict=True),
+                                 p["cpu_cores"], pods, strict=True):
+            if key in load:
+                x.append(load[key] / n / 1000)
+                y.append(cores)
+        line = stats.linregress(x, y)
+        half = stats.t.ppf(0.975, len(x) - 2) * line.stderr
+        assert mine["marginal_cores_per_1k_rps"] == pytest.approx(line.slope, rel=1e-9)
+        assert mine["marginal_cores_per_1k_rps_low"] == pytest.approx(line.slope - half, rel=1e-9)
+        assert mine["marginal_cores_per_1k_rps_high"] == pytest.approx(line.slope + half, rel=1e-9)
+        assert mine["idle_cpu_cores"] == pytest.approx(line.intercept, rel=1e-9)
+        # at this light load the average is mostly idle cost: far above what 1000 more requests/s cost
+        assert mine["average_cores_per_1k_rps"] > 1.5 * mine["marginal_cores_per_1k_rps_high"] > 0
+
+
+@pytest.mark.parametrize("case", ["one step of one workload", "proxies that serve none of the load"])
+def test_the_demo_says_when_the_load_did_not_vary_enough_to_fit_a_marginal_cost(case, data):
+    """No number rather than a meaningless one: NaN in the table, and the printed table says why."""
+    from types import SimpleNamespace
+
+    from meshlab._demo import _cost_table, demo_summary
+
+    frames = dict(data.frames)
+    if case == "one step of one workload":  # every proxy carries the same load: no line to fit
+        first = frames["traffic"]["timestamp"].min()
+        frames = {kind: frame[frame["timestamp"] == first] for kind, frame in frames.items()}
+        frames["proxies"] = frames["proxies"][frames["proxies"]["workload"] == "frontend"]
+        frames["traffic"] = frames["traffic"][frames["traffic"]["name"] == "frontend"]
+        frames["edges"] = frames["edges"][frames["edges"]["src_name"] == "frontend"]
+    else:  # redis serves only TCP
+        frames["proxies"] = frames["proxies"][frames["proxies"]["workload"] == "redis"]
+    _, cost = demo_summary(SimpleNamespace(frames=frames))
+    assert len(cost) == 3 and (cost["average_cores_per_1k_rps"] > 0).all()
+    for column in ("marginal_cores_per_1k_rps", "marginal_cores_per_1k_rps_low", "marginal_cores_per_1k_rps_high",
+                   "idle_cpu_cores"):
+        assert cost[column].isna().all(), column
+    assert (_cost_table(cost)["marginal_cores_per_1k_rps"] == "NaN: the load did not vary enough to fit").all()
+
+
 # (column, unit) as a reader of the CSVs needs them, written out by hand
 UNITS = {("traffic", "timestamp"): "UTC, ISO 8601", ("traffic", "rps"): "requests/s",
          ("traffic", "latency_p99_ms"): "ms", ("traffic", "latency_p99_high_ms"): "ms",
@@ -115,9 +184,14 @@ def test_columns_csv_describes_the_demo_s_own_tables_with_units(demo):
     assert (own["description"] != "").all(), own[own["description"] == ""]
     numeric = own[own["dtype"] == "float64"]
     assert (numeric["unit"] != "").all(), numeric[numeric["unit"] == ""]
-    # an average with idle cost in it, not the marginal cost: its unit and its description say what it is
-    assert dictionary.loc[("proxy_cost", "cores_per_1k_rps"), "unit"] == "cores per 1000 requests/s"
-    assert "idle cost included" in dictionary.loc[("proxy_cost", "cores_per_1k_rps"), "description"]
+    # an average with idle cost in it and the marginal cost: their names, units and descriptions say which is which
+    for column in ("average_cores_per_1k_rps", "marginal_cores_per_1k_rps", "marginal_cores_per_1k_rps_low",
+                   "marginal_cores_per_1k_rps_high"):
+        assert dictionary.loc[("proxy_cost", column), "unit"] == "cores per 1000 requests/s", column
+    assert dictionary.loc[("proxy_cost", "idle_cpu_cores"), "unit"] == "cores"
+    assert "idle cost included" in dictionary.loc[("proxy_cost", "average_cores_per_1k_rps"), "description"]
+    marginal = dictionary.loc[("proxy_cost", "marginal_cores_per_1k_rps"), "description"]
+    assert "idle cost excluded" in marginal and "ml.capacity.fit" in marginal
 
 
 def test_analysis_frames_get_their_charts_and_tables(analysis):
@@ -387,5 +461,12 @@ def test_demo_builds_the_report_and_says_where(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"Wrote the full report to {tmp_path / 'meshlab-report'}/" in out
     assert "requests per second, by workload" in out  # today's summary is still printed
+    assert re.search(r"^ +cpu_cores +memory_mib +idle_cpu_cores +average_cores_per_1k_rps +marginal_cores_per_1k_rps$",
+                     out, re.M), out
+    cost = pd.read_csv(tmp_path / "meshlab-report" / "proxy_cost.csv").set_index("mesh")
+    for mesh, row in cost.iterrows():  # the marginal cost printed beside the average, with its interval
+        assert re.search(rf"^{mesh} .* {row['average_cores_per_1k_rps']:.3f} +{row['marginal_cores_per_1k_rps']:.3f} "
+                         rf"\({row['marginal_cores_per_1k_rps_low']:.3f}-{row['marginal_cores_per_1k_rps_high']:.3f}\)$",
+                         out, re.M), mesh
     manifest = json.loads((tmp_path / "meshlab-report" / "report.json").read_text())
     assert set(manifest["tables"]) == {"summary", "proxy_cost", *KINDS} and len(manifest["charts"]) == 5

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -62,6 +63,18 @@ def expand_prefixes(command: click.Command, args: Sequence[str], *, stop_at_posi
     return out
 
 
+@contextmanager
+def _in_context(ctx: click.Context) -> Iterator[None]:
+    """Name the command in the errors click's option parser raises without it (an option missing its value,
+    a flag given one), so the hint reads ``meshlab report --help``, not ``meshlab --help``."""
+    try:
+        yield
+    except click.UsageError as exc:
+        if exc.ctx is None:
+            exc.ctx = ctx
+        raise
+
+
 class Command(click.Command):
     """A command whose required arguments are all named at once, as argparse does."""
 
@@ -71,7 +84,8 @@ class Command(click.Command):
         self.needs = tuple(needs)
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        rest = super().parse_args(ctx, expand_prefixes(self, args, stop_at_positional=False, ctx=ctx))
+        with _in_context(ctx):
+            rest = super().parse_args(ctx, expand_prefixes(self, args, stop_at_positional=False, ctx=ctx))
         missing = [self._shown(name) for name in self.needs if ctx.params.get(name) in (None, "")]
         if missing:
             raise click.UsageError(f"the following arguments are required: {', '.join(missing)}", ctx)
@@ -127,7 +141,8 @@ class Group(click.Group):
         args = expand_prefixes(self, args, stop_at_positional=True, ctx=ctx)
         if not [a for a in args if not a.startswith("-")] and not {"--help", "-h", "--version"} & set(args):
             raise click.UsageError("the following arguments are required: command", ctx)
-        return super().parse_args(ctx, args)
+        with _in_context(ctx):
+            return super().parse_args(ctx, args)
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
                                                                                list[str]]:
