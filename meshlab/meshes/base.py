@@ -442,8 +442,7 @@ class Mesh(MeshSpec, abstract=True):
         results = self._run_all(span, built)
         parts = _coded_parts(results, {**columns, **({"le": "le"} if spec.latency is not None else {})})
         buckets = parts.pop("le", None)
-        frame = reduce(lambda a, b: a.merge(b, on=keys, how="outer"),
-                       [part[[*keys, "value"]].rename(columns={"value": column}) for column, part in parts.items()])
+        frame = _outer_join(parts, keys)
         if buckets is not None:
             frame = _with_bucket_bounds(frame, buckets, keys, quantiles, spec.latency_scale)
         frame = _decoded(frame, list(columns.values()))
@@ -463,9 +462,7 @@ class Mesh(MeshSpec, abstract=True):
     def _merged(self, span: Span, built: Mapping[str, str], renames: Mapping[str, str]) -> pd.DataFrame:
         """Run each ``column: PromQL`` over ``span`` and join the results on the timestamp and the renamed labels."""
         keys = ["timestamp", *renames.values()]
-        parts = [self._labelled(result, renames)[[*keys, "value"]].rename(columns={"value": column})
-                 for column, result in self._run_all(span, built).items()]
-        return reduce(lambda a, b: a.merge(b, on=keys, how="outer"), parts)
+        return _decoded(_outer_join(_coded_parts(self._run_all(span, built), renames), keys), list(renames.values()))
 
     def _run_all(self, span: Span, built: Mapping[str, str]) -> dict[str, pd.DataFrame]:
         """Each ``name: PromQL`` over ``span``, up to the client's ``max_workers`` at once.
@@ -555,6 +552,12 @@ def _coded_parts(results: Mapping[str, pd.DataFrame], renames: Mapping[str, str]
             else:
                 part[column] = part[column].astype(str).astype(dtype)
     return parts
+
+
+def _outer_join(parts: Mapping[str, pd.DataFrame], keys: list[str]) -> pd.DataFrame:
+    """Each part's ``value`` as a column named by its key, the parts joined on ``keys`` (coded labels)."""
+    return reduce(lambda a, b: a.merge(b, on=keys, how="outer"),
+                  [part[[*keys, "value"]].rename(columns={"value": column}) for column, part in parts.items()])
 
 
 def _decoded(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
